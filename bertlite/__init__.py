@@ -1,0 +1,7 @@
+"""bertlite: make BERT models small and fast (distillation, pruning, int8 quantization, Hub publishing)."""
+
+__version__ = "0.1.0"
+
+from .errors import BertliteError  # noqa: E402
+
+__all__ = ["BertliteError", "__version__"]

