@@ -1,0 +1,23 @@
+"""Dynamic int8 quantization of BERT models: int8 weights, activations quantized per batch at run time.
+
+Python API:
+    quantize_model(model, backend="torch", keep_fp32=[...], per_channel=True, reduce_range=None, quantize_embeddings=False)
+    save_quantized(model, folder) / load_quantized(folder) / is_quantized_folder(folder)
+    quantize_folder(model_dir, output_dir, ...)   # what `bertlite quantize` runs
+    compare_with_fp32(fp32_model, int8_model, tokenizer, dataset_or_texts)   # fidelity check
+    prepare_qat(model) / convert_qat(model)   # quantization-aware training
+"""
+
+from .backends import BACKENDS, available_backends, get_backend
+from .backends.onnxruntime_backend import OnnxInt8Model, export_onnx
+from .backends.torchao_backend import compile_for_inference
+from .config import DEFAULT_KEEP_FP32, QuantizationConfig
+from .convert import QuantizationRecord, quantize_model
+from .serialization import is_quantized_folder, load_quantized, save_quantized
+from .weights import QuantizedWeight, quantize_weight
+
+__all__ = [
+    "BACKENDS", "DEFAULT_KEEP_FP32", "OnnxInt8Model", "QuantizationConfig", "QuantizationRecord", "QuantizedWeight",
+    "available_backends", "compile_for_inference", "export_onnx", "get_backend", "is_quantized_folder",
+    "load_quantized", "quantize_model", "quantize_weight", "save_quantized",
+]
