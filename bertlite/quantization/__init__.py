@@ -12,12 +12,17 @@ from .backends import BACKENDS, available_backends, get_backend
 from .backends.onnxruntime_backend import OnnxInt8Model, export_onnx
 from .backends.torchao_backend import compile_for_inference
 from .config import DEFAULT_KEEP_FP32, QuantizationConfig
+from .check import QuantizationAccuracyWarning, QuantizationReport, compare_with_fp32
 from .convert import QuantizationRecord, quantize_model
+from .folder import load_fp32_model, quantize_folder
+from .qat import FakeQuantLinear, convert_qat, prepare_qat
 from .serialization import is_quantized_folder, load_quantized, save_quantized
 from .weights import QuantizedWeight, quantize_weight
 
 __all__ = [
-    "BACKENDS", "DEFAULT_KEEP_FP32", "OnnxInt8Model", "QuantizationConfig", "QuantizationRecord", "QuantizedWeight",
-    "available_backends", "compile_for_inference", "export_onnx", "get_backend", "is_quantized_folder",
-    "load_quantized", "quantize_model", "quantize_weight", "save_quantized",
+    "BACKENDS", "DEFAULT_KEEP_FP32", "FakeQuantLinear", "OnnxInt8Model", "QuantizationAccuracyWarning",
+    "QuantizationConfig", "QuantizationRecord", "QuantizationReport", "QuantizedWeight", "available_backends",
+    "compare_with_fp32", "compile_for_inference", "convert_qat", "export_onnx", "get_backend", "is_quantized_folder",
+    "load_fp32_model", "load_quantized", "prepare_qat", "quantize_folder", "quantize_model", "quantize_weight",
+    "save_quantized",
 ]

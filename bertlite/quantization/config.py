@@ -17,8 +17,9 @@ class QuantizationConfig:
     backend: str = "torch"
     keep_fp32: list[str] = field(default_factory=lambda: list(DEFAULT_KEEP_FP32))
     per_channel: bool = True  # one scale per output row: same kernels, smaller error than one scale per matrix
-    reduce_range: bool | None = None  # None: the backend's own default (see Int8Backend.default_reduce_range)
+    reduce_range: bool | None = None  # None = auto: 7-bit only on x86 CPUs without VNNI (see cpu.py)
     quantize_embeddings: bool = False  # int8 word-embedding matrix (smaller files; embeddings are fp32 by default)
+    activations: str | None = None  # "per_tensor" / "per_token"; None = the backend's default (see its class)
 
     def __post_init__(self):
         from .backends import BACKENDS

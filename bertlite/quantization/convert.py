@@ -14,6 +14,7 @@ from tqdm.auto import tqdm
 
 from ..errors import BertliteError
 from .backends import get_backend
+from .backends.base import Int8Settings
 from .config import DEFAULT_KEEP_FP32, QuantizationConfig, matches_any
 from .embedding import Int8Embedding
 from .weights import quantize_weight
@@ -26,7 +27,7 @@ class QuantizationRecord:
     """What was done to a model; travels on the model object and into quantization_config.json."""
 
     config: QuantizationConfig
-    reduce_range: bool  # resolved (the config may say None = backend default)
+    settings: Int8Settings  # the config with "auto" choices resolved
     linear_modules: list[str] = field(default_factory=list)  # quantized to int8
     embedding_modules: list[str] = field(default_factory=list)
     fp32_linear_modules: list[str] = field(default_factory=list)  # kept fp32 by a keep_fp32 pattern
@@ -79,20 +80,21 @@ def quantize_model(model: torch.nn.Module, config: QuantizationConfig | dict | N
                    **settings) -> torch.nn.Module:
     """Dynamic int8 quantization of `model` (int8 weights; activations quantized per batch at run time).
 
-    `settings` override fields of `config` (backend, keep_fp32, per_channel, reduce_range, quantize_embeddings).
+    `settings` override fields of `config` (backend, keep_fp32, per_channel, reduce_range, activations,
+    quantize_embeddings).
     Returns the quantized model (a copy unless `inplace`); for the onnxruntime backend an `OnnxInt8Model`.
     Save it with `save_quantized`.
     """
     config = make_config(config, **settings)
     backend = get_backend(config.backend)
-    reduce_range = backend.default_reduce_range if config.reduce_range is None else bool(config.reduce_range)
+    resolved = backend.resolve(config)
     if getattr(model, RECORD_ATTR, None) is not None:
         raise BertliteError("This model is already quantized.")
     to_quantize, kept = split_linears(model, config.keep_fp32)
-    record = QuantizationRecord(config, reduce_range, to_quantize, [], kept)
+    record = QuantizationRecord(config, resolved, to_quantize, [], kept)
 
     if backend.is_graph_backend:
-        quantized = backend.quantize_graph(model, config, reduce_range, to_quantize, kept)
+        quantized = backend.quantize_graph(model, config, resolved, kept)
         if config.quantize_embeddings:
             record.embedding_modules = [n for n in [input_embedding_name(model)] if n]
         setattr(quantized, RECORD_ATTR, record)
@@ -100,12 +102,12 @@ def quantize_model(model: torch.nn.Module, config: QuantizationConfig | dict | N
 
     model = model if inplace else copy.deepcopy(model)
     model.eval()
-    qrange = backend.weight_qrange(reduce_range)
+    qrange = backend.weight_qrange(resolved)
     with torch.no_grad():
         for name in tqdm(to_quantize, desc=f"Quantizing ({backend.name})", leave=False, disable=len(to_quantize) < 50):
             linear = model.get_submodule(name)
             weight = quantize_weight(linear.weight, config.per_channel, qrange)
-            set_submodule(model, name, backend.make_linear(weight, linear.bias, reduce_range))
+            set_submodule(model, name, backend.make_linear(weight, linear.bias, resolved))
         if config.quantize_embeddings:
             name = input_embedding_name(model)
             if name is None:

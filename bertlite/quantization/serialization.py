@@ -15,6 +15,7 @@ reloaded model's logits are bit-identical to those of the model that was saved.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import json
 import os
@@ -24,6 +25,7 @@ import torch
 from .. import __version__
 from ..errors import BertliteError
 from .backends import get_backend
+from .backends.base import Int8Settings
 from .backends.onnxruntime_backend import ONNX_FILE, OnnxInt8Model
 from .config import QuantizationConfig
 from .convert import RECORD_ATTR, QuantizationRecord, set_submodule
@@ -109,7 +111,7 @@ def save_quantized(model, folder: str, fp32_model=None) -> str:
     meta = {
         "format": FORMAT, "format_version": FORMAT_VERSION, "bertlite_version": __version__,
         "torch_version": torch.__version__, "backend": record.config.backend, "settings": record.config.to_dict(),
-        "reduce_range": record.reduce_range, "linear_modules": record.linear_modules,
+        "resolved": dataclasses.asdict(record.settings), "linear_modules": record.linear_modules,
         "embedding_modules": record.embedding_modules, "fp32_linear_modules": record.fp32_linear_modules,
     }
     if isinstance(model, OnnxInt8Model):
@@ -200,8 +202,8 @@ def load_quantized(folder, backend: str | None = None, compile: bool | None = No
                                 "PyTorch int8 folder cannot be converted into each other. Quantize again with the backend you need.")
         get_backend("onnxruntime")
         model = OnnxInt8Model.load(folder, AutoConfig.from_pretrained(folder), meta["output_name"], meta["onnx_fused"], threads)
-        record = QuantizationRecord(settings, meta["reduce_range"], meta["linear_modules"], meta["embedding_modules"],
-                                    meta["fp32_linear_modules"])
+        record = QuantizationRecord(settings, Int8Settings(**meta["resolved"]), meta["linear_modules"],
+                                    meta["embedding_modules"], meta["fp32_linear_modules"])
         setattr(model, RECORD_ATTR, record)
         return model
 
@@ -210,11 +212,17 @@ def load_quantized(folder, backend: str | None = None, compile: bool | None = No
     if not os.path.isfile(weights_path):
         raise BertliteError(f"{folder!r} lacks its weights file {meta['weights_file']}.")
     tensors = load_file(weights_path)
-    reduce_range = meta["reduce_range"] if backend_name == saved_backend else impl.default_reduce_range
+    if backend_name == saved_backend:
+        resolved = Int8Settings(**meta["resolved"])
+        if settings.reduce_range is None and impl.reduce_range_at_runtime(resolved):
+            resolved = impl.resolve(settings)  # "auto" on a run-time choice: decide for this machine
+    else:  # the other module backend reads the same integers with its own defaults
+        settings = dataclasses.replace(settings, backend=backend_name, activations=None)
+        resolved = impl.resolve(settings)
     model = _skeleton(folder, meta["model_class"])
     for name in meta["linear_modules"]:
         weight = _weight_from(tensors, name, settings.per_channel)
-        set_submodule(model, name, impl.make_linear(weight, tensors.pop(f"{name}.bias", None), reduce_range))
+        set_submodule(model, name, impl.make_linear(weight, tensors.pop(f"{name}.bias", None), resolved))
     for name in meta["embedding_modules"]:
         padding_idx = getattr(model.get_submodule(name), "padding_idx", None)
         set_submodule(model, name, Int8Embedding(_weight_from(tensors, name, True), padding_idx))
@@ -228,9 +236,7 @@ def load_quantized(folder, backend: str | None = None, compile: bool | None = No
     if still_meta:
         raise BertliteError(f"{folder!r} did not provide tensors for {still_meta[:5]}.")
     model.eval()
-    setattr(model, RECORD_ATTR, QuantizationRecord(settings if backend_name == saved_backend else
-                                                   QuantizationConfig.from_dict({**meta["settings"], "backend": backend_name}),
-                                                   reduce_range, meta["linear_modules"], meta["embedding_modules"],
+    setattr(model, RECORD_ATTR, QuantizationRecord(settings, resolved, meta["linear_modules"], meta["embedding_modules"],
                                                    meta["fp32_linear_modules"]))
     if compile if compile is not None else backend_name == "torchao":
         from .backends.torchao_backend import compile_for_inference

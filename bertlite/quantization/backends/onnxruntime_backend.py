@@ -25,7 +25,7 @@ import torch
 
 from ...errors import BertliteError
 from ..weights import INT8_RESTRICTED_RANGE
-from .base import Int8Backend
+from .base import Int8Backend, Int8Settings
 
 ONNX_FILE = "model_int8.onnx"
 OPSET = 17
@@ -38,8 +38,7 @@ class OnnxRuntimeBackend(Int8Backend):
     name = "onnxruntime"
     summary = "ONNX Runtime int8 graph (fused BERT ops), a single deployable .onnx file"
     is_graph_backend = True
-    # ORT's default. When on, *weights* use 7 bits (ORT's definition; activations stay 8-bit uint8).
-    default_reduce_range = False
+    # reduce_range: *weights* use 7 bits (ORT's definition; activations stay 8-bit uint8).
     install_hint = "pip install 'onnxruntime>=1.17' 'onnx>=1.15'"
 
     def check_available(self) -> None:
@@ -47,16 +46,15 @@ class OnnxRuntimeBackend(Int8Backend):
         if missing:
             raise BertliteError(f"The 'onnxruntime' backend needs {' and '.join(missing)}: {self.install_hint}")
 
-    def weight_qrange(self, reduce_range: bool) -> tuple[int, int]:
-        return ORT_INT7_RANGE if reduce_range else INT8_RESTRICTED_RANGE
+    def weight_qrange(self, settings: Int8Settings) -> tuple[int, int]:
+        return ORT_INT7_RANGE if settings.reduce_range else INT8_RESTRICTED_RANGE
 
-    def quantize_graph(self, model: torch.nn.Module, config, reduce_range: bool, linear_names: list[str],
-                       keep_names: list[str]) -> "OnnxInt8Model":
+    def quantize_graph(self, model: torch.nn.Module, config, settings: Int8Settings, keep_names: list[str]) -> "OnnxInt8Model":
         with tempfile.TemporaryDirectory(prefix="bertlite-onnx-") as tmp:
             fp32_path = export_onnx(model, os.path.join(tmp, "model_fp32.onnx"))
             graph_path, fused = fuse_bert_graph(fp32_path, os.path.join(tmp, "model_fused.onnx"), model.config)
             int8_path = os.path.join(tmp, ONNX_FILE)
-            _quantize_onnx(graph_path, int8_path, config, reduce_range, keep_names)
+            _quantize_onnx(graph_path, int8_path, config, settings, keep_names)
             with open(int8_path, "rb") as f:
                 onnx_bytes = f.read()
         return OnnxInt8Model(onnx_bytes, model.config, output_name=_primary_output_name(model), fused=fused)
@@ -227,15 +225,15 @@ def _excluded_nodes(graph, keep_names: list[str]) -> list[str]:
     return excluded
 
 
-def _quantize_onnx(src: str, dst: str, config, reduce_range: bool, keep_names: list[str]) -> None:
+def _quantize_onnx(src: str, dst: str, config, settings: Int8Settings, keep_names: list[str]) -> None:
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     op_types = ["MatMul", "Attention"] + (["Gather", "EmbedLayerNormalization"] if config.quantize_embeddings else [])
     excluded = _excluded_nodes(onnx.load(src, load_external_data=False).graph, keep_names)
     with _quiet_ort_logs():
-        quantize_dynamic(src, dst, op_types_to_quantize=op_types, per_channel=config.per_channel,
-                         reduce_range=reduce_range, weight_type=QuantType.QInt8, nodes_to_exclude=excluded,
+        quantize_dynamic(src, dst, op_types_to_quantize=op_types, per_channel=settings.per_channel,
+                         reduce_range=settings.reduce_range, weight_type=QuantType.QInt8, nodes_to_exclude=excluded,
                          extra_options={"MatMulConstBOnly": True,  # activation x activation products stay fp32
                                         "DefaultTensorType": onnx.TensorProto.FLOAT})
 

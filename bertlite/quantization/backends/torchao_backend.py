@@ -16,7 +16,7 @@ import torch
 
 from ...errors import BertliteError
 from ..weights import INT7_RANGE, INT8_RANGE, QuantizedWeight
-from .base import Int8Backend
+from .base import Int8Backend, Int8Settings
 
 MIN_TORCHAO = (0, 14)  # Int8Tensor (the "version 2" int8 config) appeared in 0.14
 
@@ -44,8 +44,9 @@ def _torchao():
 class TorchaoBackend(Int8Backend):
     name = "torchao"
     summary = "torchao Int8Tensor (int8 activations per token); fastest under torch.compile"
-    # torchao's default. When on, both activations and weights use 7 bits (torchao's definition).
-    default_reduce_range = False
+    # reduce_range: activations and weights both use 7 bits (torchao's definition).
+    activation_modes = ("per_token", "per_tensor")
+    symmetric_activations = True
     install_hint = "pip install 'torchao>=0.14'"
 
     def check_available(self) -> None:
@@ -60,10 +61,10 @@ class TorchaoBackend(Int8Backend):
         if version < MIN_TORCHAO:
             raise BertliteError(f"torchao {torchao.__version__} is too old for the int8 backend: {self.install_hint}")
 
-    def weight_qrange(self, reduce_range: bool) -> tuple[int, int]:
-        return INT7_RANGE if reduce_range else INT8_RANGE
+    def weight_qrange(self, settings: Int8Settings) -> tuple[int, int]:
+        return INT7_RANGE if settings.reduce_range else INT8_RANGE
 
-    def make_linear(self, weight: QuantizedWeight, bias, reduce_range):
+    def make_linear(self, weight: QuantizedWeight, bias, settings: Int8Settings):
         _, Int8Tensor, ActKwargs, MappingType, PerRow, PerTensor = _torchao()
         out_features, in_features = weight.shape
         if weight.per_channel:
@@ -73,8 +74,9 @@ class TorchaoBackend(Int8Backend):
         qweight = Int8Tensor(
             weight.int8.contiguous(), scale.to(torch.float32).contiguous(), block_size, torch.float32,
             zero_point=weight.zero_point.view_as(scale).to(torch.int8),
-            act_quant_kwargs=ActKwargs(granularity=PerRow(), mapping_type=MappingType.SYMMETRIC, reduce_range=reduce_range),
-            reduce_range=reduce_range,
+            act_quant_kwargs=ActKwargs(granularity=PerRow() if settings.activations == "per_token" else PerTensor(),
+                                       mapping_type=MappingType.SYMMETRIC, reduce_range=settings.reduce_range),
+            reduce_range=settings.reduce_range,
         )
         linear = torch.nn.Linear(in_features, out_features, bias=bias is not None, device="meta")
         linear.weight = torch.nn.Parameter(qweight, requires_grad=False)

@@ -1,0 +1,106 @@
+"""`quantize_folder`: saved fp32 model in, saved int8 model out (what `bertlite quantize` runs)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+
+from ..compression_config import CompressionConfig
+from ..errors import BertliteError
+from ..evaluation import folder_size_mb
+from ..models import display_name, load_tokenizer, resolve_model_name
+from .check import QuantizationReport, compare_with_fp32
+from .config import QuantizationConfig
+from .convert import make_config, quantize_model
+from .serialization import is_quantized_folder, save_quantized
+
+logger = logging.getLogger(__name__)
+
+# Architecture-name suffix -> Auto class, so registered custom types (e.g. model_type "bertlite") load too.
+_AUTO_CLASS_BY_SUFFIX = {
+    "ForSequenceClassification": "AutoModelForSequenceClassification",
+    "ForTokenClassification": "AutoModelForTokenClassification",
+    "ForQuestionAnswering": "AutoModelForQuestionAnswering",
+    "ForMaskedLM": "AutoModelForMaskedLM",
+    "ForMultipleChoice": "AutoModelForMultipleChoice",
+}
+
+
+def load_fp32_model(name_or_path: str):
+    """The model a folder holds, with its own head (a bare encoder stays a bare encoder)."""
+    import transformers
+
+    path = resolve_model_name(name_or_path)
+    if is_quantized_folder(path):
+        raise BertliteError(f"{name_or_path!r} already holds an int8 model; quantize its fp32 original instead.")
+    try:
+        config = transformers.AutoConfig.from_pretrained(path, trust_remote_code=False)
+        architecture = (config.architectures or [""])[0]
+        auto_name = next((auto for suffix, auto in _AUTO_CLASS_BY_SUFFIX.items() if architecture.endswith(suffix)), "AutoModel")
+        return getattr(transformers, auto_name).from_pretrained(path, trust_remote_code=False).eval()
+    except (OSError, ValueError, KeyError) as err:
+        raise BertliteError(f"Could not load a model from {name_or_path!r}: {err}") from err
+
+
+def default_output_dir(name_or_path: str) -> str:
+    base = os.path.basename(os.path.normpath(str(name_or_path))) if os.path.isdir(str(name_or_path)) else str(name_or_path).replace("/", "--")
+    parent = os.path.dirname(os.path.normpath(str(name_or_path))) if os.path.isdir(str(name_or_path)) else "."
+    return os.path.join(parent, f"{base}-int8")
+
+
+def check_data(task: str | None, split: str = "test", max_examples: int | None = None):
+    """The dataset the fp32/int8 comparison runs on: a task split, or None for the built-in sample sentences."""
+    if not task:
+        return None
+    from ..data import load_task
+
+    dsd, _ = load_task(task)
+    if split not in dsd:
+        raise BertliteError(f"Task {task!r} has no {split!r} split; it has {', '.join(dsd)}.")
+    data = dsd[split]
+    return data.select(range(min(max_examples, len(data)))) if max_examples else data
+
+
+def quantize_folder(model: str, output_dir: str | None = None, config: QuantizationConfig | dict | None = None, *,
+                    task: str | None = None, check_split: str = "test", max_check_examples: int | None = None,
+                    keep_fp32_model: bool = False, max_accuracy_drop: float = 0.5, min_label_agreement: float = 0.99,
+                    **settings) -> tuple[str, QuantizationReport | None]:
+    """Quantize a saved model folder (or alias/Hub id) and write the int8 folder.
+
+    Returns (output folder, fidelity report or None when the folder has no tokenizer to run the check with).
+    """
+    config = make_config(config, **settings)
+    fp32 = load_fp32_model(model)
+    output_dir = output_dir or default_output_dir(model)
+    if os.path.abspath(output_dir) == os.path.abspath(str(model)):
+        raise BertliteError("--output-dir must differ from --model: the fp32 folder is the input.")
+    data = check_data(task, check_split, max_check_examples)  # fail on a bad task before the slow work
+    int8 = quantize_model(fp32, config)
+    try:
+        tokenizer = load_tokenizer(model)
+    except BertliteError as err:
+        tokenizer = None
+        warnings.warn(f"No tokenizer in {model!r} ({err}); the int8 folder will have none and the fidelity check is skipped.",
+                      stacklevel=2)
+    report = None
+    if tokenizer is not None:
+        report = compare_with_fp32(fp32, int8, tokenizer, data, max_accuracy_drop=max_accuracy_drop,
+                                   min_label_agreement=min_label_agreement)
+    save_quantized(int8, output_dir, fp32_model=fp32 if keep_fp32_model else None)
+    if tokenizer is not None:
+        tokenizer.save_pretrained(output_dir)
+
+    source = resolve_model_name(model)
+    history = CompressionConfig.load_or_new(source if os.path.isdir(source) else None, base_model=display_name(model))
+    record = int8.bertlite_quantization
+    history.add_step("quantization", backend=config.backend, per_channel=config.per_channel,
+                     reduce_range=record.settings.reduce_range, activations=record.settings.activations,
+                     keep_fp32=config.keep_fp32,
+                     quantize_embeddings=config.quantize_embeddings, int8_layers=len(record.linear_modules),
+                     fp32_layers=record.fp32_linear_modules, check_task=task)
+    sizes = {"fp32_mb": round(folder_size_mb(source), 2) if os.path.isdir(source) else None,
+             "int8_mb": round(folder_size_mb(output_dir), 2)}
+    history.metrics["quantization"] = {**sizes, **(report.to_dict() if report else {})}
+    history.save_pretrained(output_dir)
+    return output_dir, report
