@@ -199,8 +199,9 @@ def _same_outputs(path_a: str, path_b: str) -> bool:
 
 # Quantization ---------------------------------------------------------------------------------------------------
 def _module_of_node(node_name: str) -> str | None:
-    """'/bert/encoder/layer.0/intermediate/dense/MatMul' -> 'bert.encoder.layer.0.intermediate.dense'."""
-    match = re.fullmatch(r"/(.+)/(MatMul|Gemm)(_\d+)?", node_name)
+    """'/model/bert/encoder/layer.0/intermediate/dense/MatMul' -> 'bert.encoder.layer.0.intermediate.dense'
+    (the exporter names nodes by module path; `model` is the _PrimaryOutput wrapper's attribute)."""
+    match = re.fullmatch(r"/model/(.+)/(MatMul|Gemm)(_\d+)?", node_name)
     return match.group(1).replace("/", ".") if match else None
 
 
