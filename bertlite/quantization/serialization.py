@@ -180,12 +180,14 @@ def _fit_fp32_linears(model, tensors: dict) -> None:
             set_submodule(model, name, resized)
 
 
-def load_quantized(folder, backend: str | None = None, compile: bool | None = None, threads: int | None = None):
+def load_quantized(folder, backend: str | None = None, compile: bool = False, threads: int | None = None):
     """Load an int8 folder made by `save_quantized`/`quantize_folder`.
 
     backend: None = the backend it was saved with; a torch-side folder may also be opened with the other
     module backend ("torch" <-> "torchao"): same integers, different kernels, so outputs differ slightly.
-    compile: wrap in torch.compile with inductor freezing (default: only for the torchao backend).
+    compile: wrap in torch.compile with inductor freezing: the fast path for the torchao backend. Off by default
+        because the first call per input shape then compiles (tens of seconds), and compiled kernels round
+        differently (~1e-3 on logits) from the eager ones the folder was checked with.
     threads: ONNX Runtime intra-op threads (default: torch.get_num_threads()).
     """
     from safetensors.torch import load_file
@@ -238,7 +240,7 @@ def load_quantized(folder, backend: str | None = None, compile: bool | None = No
     model.eval()
     setattr(model, RECORD_ATTR, QuantizationRecord(settings, resolved, meta["linear_modules"], meta["embedding_modules"],
                                                    meta["fp32_linear_modules"]))
-    if compile if compile is not None else backend_name == "torchao":
+    if compile:
         from .backends.torchao_backend import compile_for_inference
 
         return compile_for_inference(model)
