@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import warnings
@@ -29,9 +30,18 @@ from bertlite.quantization.embedding import Int8Embedding
 from bertlite.quantization.qat import FakeQuantLinear
 from bertlite.quantization.serialization import QUANTIZATION_CONFIG_NAME, WEIGHTS_NAME
 
+# The optional backends' packages are extras (bertlite[torchao], bertlite[onnx]): their tests skip without them.
+requires_torchao = pytest.mark.skipif(importlib.util.find_spec("torchao") is None, reason="torchao not installed")
+requires_onnxruntime = pytest.mark.skipif(
+    importlib.util.find_spec("onnxruntime") is None or importlib.util.find_spec("onnx") is None,
+    reason="onnxruntime/onnx not installed")
+
 # (backend, extra settings): every module backend and activation mode.
-MODULE_BACKENDS = [("torch", {"activations": "per_tensor"}), ("torch", {"activations": "per_token"}), ("torchao", {})]
-BACKEND_IDS = ["torch-per_tensor", "torch-per_token", "torchao"]
+MODULE_BACKENDS = [
+    pytest.param("torch", {"activations": "per_tensor"}, id="torch-per_tensor"),
+    pytest.param("torch", {"activations": "per_token"}, id="torch-per_token"),
+    pytest.param("torchao", {}, id="torchao", marks=requires_torchao),
+]
 
 
 def tiny_config(vocab_size: int = 100, **overrides) -> BertConfig:
@@ -102,7 +112,7 @@ def test_quantize_weight_rounds_to_nearest_within_range(per_channel):
 
 
 # Fidelity and module swapping ----------------------------------------------------------------------------------
-@pytest.mark.parametrize("backend,settings", MODULE_BACKENDS, ids=BACKEND_IDS)
+@pytest.mark.parametrize("backend,settings", MODULE_BACKENDS)
 def test_module_backends_stay_close_to_fp32(backend, settings):
     fp32 = tiny_model()
     int8 = quantize_model(fp32, backend=backend, **settings)
@@ -139,7 +149,7 @@ def test_int8_embeddings_cut_size_and_stay_close(tmp_path):
 
 
 # Save / reload ----------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("backend,settings", MODULE_BACKENDS, ids=BACKEND_IDS)
+@pytest.mark.parametrize("backend,settings", MODULE_BACKENDS)
 @pytest.mark.parametrize("embeddings", [False, True], ids=["fp32-emb", "int8-emb"])
 def test_save_reload_is_bit_identical(tmp_path, backend, settings, embeddings):
     int8 = quantize_model(tiny_model(), backend=backend, quantize_embeddings=embeddings, **settings)
@@ -172,6 +182,7 @@ def test_saved_folder_contents_have_no_pickle(tmp_path):
     assert not [f for f in os.listdir(tmp_path) if f.endswith((".bin", ".pt", ".pkl"))]
 
 
+@requires_torchao
 def test_reload_with_the_other_module_backend(tmp_path):
     fp32 = tiny_model()
     save_quantized(quantize_model(fp32, backend="torch"), tmp_path)
@@ -181,7 +192,7 @@ def test_reload_with_the_other_module_backend(tmp_path):
 
 
 # Uneven (structurally pruned) models --------------------------------------------------------------------------------
-@pytest.mark.parametrize("backend,settings", MODULE_BACKENDS, ids=BACKEND_IDS)
+@pytest.mark.parametrize("backend,settings", MODULE_BACKENDS)
 def test_uneven_pruned_model_quantizes_and_reloads(tmp_path, backend, settings):
     fp32 = prune_unevenly(tiny_model())
     # layer 2 (one head, 17 FFN units) stays fp32: the loader must size it from the file, not from the config
@@ -195,6 +206,7 @@ def test_uneven_pruned_model_quantizes_and_reloads(tmp_path, backend, settings):
 
 
 # ONNX Runtime ---------------------------------------------------------------------------------------------------------
+@requires_onnxruntime
 @pytest.mark.parametrize("prune", [False, True], ids=["even", "uneven"])
 def test_onnx_artifact_runs_in_onnxruntime_and_agrees_with_torch_int8(tmp_path, prune):
     import onnxruntime
@@ -224,6 +236,7 @@ def test_onnx_artifact_runs_in_onnxruntime_and_agrees_with_torch_int8(tmp_path, 
     assert torch.equal(logits(reloaded, inputs), onnx_logits)
 
 
+@requires_onnxruntime
 def test_onnx_keeps_requested_layers_in_fp32():
     import onnx
 
@@ -263,7 +276,7 @@ def test_check_names_the_broken_layer(minilm_tokenizer):
 
 
 # Quantization-aware training ----------------------------------------------------------------------------------------
-@pytest.mark.parametrize("backend,settings", MODULE_BACKENDS, ids=BACKEND_IDS)
+@pytest.mark.parametrize("backend,settings", MODULE_BACKENDS)
 def test_qat_trains_and_converts_to_the_same_int8_format(tmp_path, backend, settings):
     model = tiny_model()
     keys = list(model.state_dict())
@@ -331,6 +344,7 @@ def test_cli_quantizes_a_folder(fp32_folder, tmp_path, capsys):
     assert type(model.bert.encoder.layer[0].output.dense) is torch.nn.Linear
 
 
+@requires_onnxruntime
 def test_quantize_folder_python_api_on_onnxruntime(fp32_folder, tmp_path):
     out, report = quantize_folder(str(fp32_folder), str(tmp_path / "onnx"), backend="onnxruntime")
     assert report.label_agreement is not None and "standing in" in report.layer_errors_note
@@ -352,8 +366,9 @@ def test_bad_input_gives_clear_errors(tmp_path, fp32_folder, capsys):
         quantize_model(tiny_model(), backend="tensorrt")
     with pytest.raises(BertliteError, match="holds no bertlite int8 model"):
         load_quantized(fp32_folder)
-    with pytest.raises(BertliteError, match="per_tensor"):
-        quantize_model(tiny_model(), backend="onnxruntime", activations="per_token")
+    if importlib.util.find_spec("onnxruntime"):
+        with pytest.raises(BertliteError, match="per_tensor"):
+            quantize_model(tiny_model(), backend="onnxruntime", activations="per_token")
     assert main(["quantize", "--model", str(empty)]) == 1
     assert "no config.json" in capsys.readouterr().err
     int8_folder = tmp_path / "int8"
@@ -362,6 +377,22 @@ def test_bad_input_gives_clear_errors(tmp_path, fp32_folder, capsys):
         quantize_folder(str(int8_folder))
     with pytest.raises(OSError):  # a plain from_pretrained refuses the folder instead of loading random weights
         BertForSequenceClassification.from_pretrained(int8_folder)
+
+
+@pytest.mark.parametrize("backend,package", [("torchao", "torchao"), ("onnxruntime", "onnxruntime")])
+def test_missing_backend_package_says_what_to_install(monkeypatch, backend, package):
+    import bertlite.quantization.backends.onnxruntime_backend as ort_module
+    import bertlite.quantization.backends.torchao_backend as torchao_module
+
+    real_find_spec = importlib.util.find_spec
+
+    def find_spec(name, *args):
+        return None if name == package else real_find_spec(name, *args)
+
+    for module in (ort_module, torchao_module):
+        monkeypatch.setattr(module.importlib.util, "find_spec", find_spec)
+    with pytest.raises(BertliteError, match=f"pip install '{package}"):
+        quantize_model(tiny_model(), backend=backend)
 
 
 # The packaged MiniLM on real sentences --------------------------------------------------------------------------------

@@ -35,6 +35,7 @@ class Int8Embedding(torch.nn.Module):
         return self.quantized_weight.dequantize()
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        # quantize_weight is symmetric: the zero point is 0 and needs no subtraction.
         rows = torch.nn.functional.embedding(input_ids, self.weight_int8).to(torch.float32)
         scale = torch.nn.functional.embedding(input_ids, self.weight_scale.unsqueeze(1))
         return rows * scale

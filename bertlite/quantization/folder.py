@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import warnings
 
@@ -14,8 +13,6 @@ from .check import QuantizationReport, compare_with_fp32
 from .config import QuantizationConfig
 from .convert import make_config, quantize_model
 from .serialization import is_quantized_folder, save_quantized
-
-logger = logging.getLogger(__name__)
 
 # Architecture-name suffix -> Auto class, so registered custom types (e.g. model_type "bertlite") load too.
 _AUTO_CLASS_BY_SUFFIX = {

@@ -177,6 +177,10 @@ def _session(model_path_or_bytes, threads: int | None = None):
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads or torch.get_num_threads()
     options.inter_op_num_threads = 1
+    if os.environ.get("OMP_WAIT_POLICY", "").upper() == "PASSIVE":
+        # The same choice as OpenMP's passive waiting (bertlite's CLI sets it): ORT's worker threads spin
+        # between ops by default, which on a shared, small machine steals the cores the other threads need.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(model_path_or_bytes, options, providers=["CPUExecutionProvider"])
 
 
