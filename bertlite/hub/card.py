@@ -21,7 +21,7 @@ from ..models import HUB_ALIASES, display_name
 from .folder import ModelFolder
 from .formats import auto_class_name, select_format
 from .methods import citations_for, note_for
-from .metrics import SHAPE_KEYS, CardMetrics, metric_label, read_card_metrics
+from .metrics import CardMetrics, ModelMetrics, metric_label, read_card_metrics
 
 logger = logging.getLogger(__name__)
 
@@ -89,51 +89,57 @@ def _cell(value) -> str:
     return text if len(text) <= 200 else text[:197] + "..."
 
 
-def _fmt_metric(side: dict, key: str, seeds) -> str:
-    value = side.get(key)
+def _fmt_quality(model: ModelMetrics, key, seeds) -> str:
+    value = model.quality.get(key)
     if value is None:
         return "not measured"
     text = f"{value:.4f}" if isinstance(value, float) else str(value)
-    std = side.get(f"{key}_std")
+    std = model.quality_std.get(key)
     if std is not None:
-        text += f" ± {std:.4f}"
-        if seeds:
-            text += f" ({len(seeds)} seeds)"
+        text += f" ± {std:.4f}" + (f" ({len(seeds)} seeds)" if seeds else "")
     return text
+
+
+def _or_missing(value, fmt) -> str:
+    return "not measured" if value is None else fmt(value)
 
 
 def _metric_rows(metrics: CardMetrics) -> tuple[list[dict], list[str]]:
     rows, notes = [], []
-    split = f"{metrics.eval_split} split" if metrics.eval_split else "evaluation split not recorded"
-    examples = f", {metrics.eval_examples} examples" if metrics.eval_examples else ""
-    for key in metrics.task_metrics:
-        rows.append({"label": f"{metric_label(key)} ({split}{examples})",
-                     "teacher": _fmt_metric(metrics.teacher, key, metrics.seeds),
-                     "student": _fmt_metric(metrics.student, key, metrics.seeds)})
-
-    def shape_row(label, key, fmt):
-        t, s = metrics.teacher.get(key), metrics.student.get(key)
-        rows.append({"label": label, "teacher": fmt(t) if t is not None else "not measured",
-                     "student": fmt(s) if s is not None else "not measured"})
-
-    shape_row("Parameters", "parameters", lambda v: f"{int(v):,}")
-    shape_row("Size of the weights (MB)", "size_mb", lambda v: f"{v:.1f}")
-    setup = metrics.latency or {}
-    shape_desc = f"batch {setup['batch_size']} × {setup['seq_len']} tokens" if "batch_size" in setup and "seq_len" in setup else "setup not recorded"
-    shape_row(f"CPU latency, ms ({shape_desc})", "latency_ms", lambda v: f"{v:.1f}")
-    speedup = metrics.measured_speedup
-    rows.append({"label": "CPU speedup", "teacher": "1.00×" if speedup is not None else "not measured",
-                 "student": f"{speedup:.2f}×" if speedup is not None else "not measured"})
-    if metrics.student_filled_from_files:
-        notes.append("The compressed model's " + " and ".join(
-            {"parameters": "parameter count", "size_mb": "size"}[k] for k in metrics.student_filled_from_files
-        ) + " are read from the uploaded weight files.")
-    if any(k in metrics.student or k in metrics.teacher for k in ("latency_ms",)):
-        details = ", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in sorted(setup.items()) if k not in ("batch_size", "seq_len"))
-        notes.append("Latency: teacher and compressed model timed in the same process on the same machine"
-                     + (f" ({details})" if details else "") + "; absolute numbers depend on the CPU, ratios travel better.")
-    if metrics.task_metrics and not metrics.seeds:
-        notes.append("Quality metrics come from a single run: no spread over seeds was recorded.")
+    teacher, student = metrics.teacher, metrics.student
+    for metric, split in metrics.quality_keys:
+        where = f"{split} split" if split else "evaluation split not recorded"
+        if metrics.eval_examples.get(split):
+            where += f", {metrics.eval_examples[split]} examples"
+        rows.append({"label": f"{metric_label(metric)} ({where})", "teacher": _fmt_quality(teacher, (metric, split), metrics.seeds),
+                     "student": _fmt_quality(student, (metric, split), metrics.seeds)})
+    if teacher.shape or student.shape:
+        def shape(s):
+            return f"{s['layers']} × {s['hidden_size']}" if s.get("layers") and s.get("hidden_size") else "not recorded"
+        rows.append({"label": "Layers × hidden size", "teacher": shape(teacher.shape), "student": shape(student.shape)})
+    rows.append({"label": "Parameters", "teacher": _or_missing(teacher.parameters, lambda v: f"{int(v):,}"),
+                 "student": _or_missing(student.parameters, lambda v: f"{int(v):,}")})
+    rows.append({"label": "Size of the weights (MB)", "teacher": _or_missing(teacher.size_mb, lambda v: f"{v:.1f}"),
+                 "student": _or_missing(student.size_mb, lambda v: f"{v:.1f}")})
+    seq_len = metrics.latency_setup.get("seq_len")
+    batches = metrics.latency_batches or [None]
+    for batch in batches:
+        setup = (f"batch {batch}" if batch is not None else "batch size not recorded") + (f" × {seq_len} tokens" if seq_len else "")
+        rows.append({"label": f"CPU latency, ms ({setup})",
+                     "teacher": _or_missing(teacher.latency_ms.get(batch), lambda v: f"{v:.1f}"),
+                     "student": _or_missing(student.latency_ms.get(batch), lambda v: f"{v:.1f}")})
+        speedup = metrics.speedup(batch)
+        rows.append({"label": f"CPU speedup ({setup})", "teacher": "1.00×" if speedup is not None else "not measured",
+                     "student": _or_missing(speedup, lambda v: f"{v:.2f}×")})
+    if metrics.filled_from_files:
+        notes.append(f"The compressed model's {' and '.join(metrics.filled_from_files)} are read from the uploaded files.")
+    if metrics.latency_batches:
+        details = ", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in sorted(metrics.latency_setup.items())
+                            if k not in ("batch_size", "seq_len"))
+        notes.append("Latency: teacher and compressed model timed side by side on one machine"
+                     + (f" ({details})" if details else "") + "; absolute times depend on the CPU, the ratio travels better.")
+    if metrics.quality_keys and not metrics.seeds:
+        notes.append("Quality metrics come from a single training run: no spread over seeds was recorded.")
     return rows, notes
 
 
@@ -142,15 +148,12 @@ def _training_section(folder: ModelFolder) -> dict | None:
     if not summary:
         return None
     results = summary.get("results") or []
-    columns = []
-    for row in results:
-        for key in row:
-            if key not in columns:
-                columns.append(key)
+    eval_keys = sorted({k for row in results for k in row if k not in ("epoch", "step", "training_loss")})
+    columns = ["epoch", "step", "training_loss", *eval_keys]
     return {
         "hyperparameters": [(k, _cell(v)) for k, v in sorted((summary.get("hyperparameters") or {}).items())],
         "result_columns": [c.replace("_", " ") for c in columns],
-        "results": [[_cell(_round(row.get(c, ""))) for c in columns] for row in results],
+        "results": [["—" if row.get(c) is None else _cell(_round(row[c])) for c in columns] for row in results],
         "framework_versions": ", ".join(f"{k} {v}" for k, v in sorted((summary.get("framework_versions") or {}).items())),
     }
 
@@ -194,13 +197,13 @@ def build_model_card(folder: str | ModelFolder, repo_id: str | None = None, *, l
             license = "unknown"
 
     eval_results = []
-    for key in metrics.task_metrics:
-        value = metrics.student.get(key)
-        if isinstance(value, (int, float)) and pipeline_tag:
+    for metric, split in metrics.quality_keys:
+        value = metrics.student.quality.get((metric, split))
+        if value is not None and pipeline_tag:
             eval_results.append(EvalResult(
                 task_type=pipeline_tag, dataset_type=dataset_id or (compression.task or "custom"),
                 dataset_name=compression.dataset or compression.task or "custom", dataset_config=dataset_config,
-                dataset_split=metrics.eval_split, metric_type=key, metric_value=value, metric_name=metric_label(key)))
+                dataset_split=split, metric_type=metric, metric_value=value, metric_name=metric_label(metric)))
 
     all_tags = ["bertlite", "compressed"]
     for method in methods:
@@ -218,20 +221,21 @@ def build_model_card(folder: str | ModelFolder, repo_id: str | None = None, *, l
         "method": s.method, "title": note_for(s.method).title, "date": s.date, "version": s.bertlite_version,
         "params": [(k, _cell(v)) for k, v in sorted((s.params or {}).items())],
     } for s in compression.steps]
-    rows, notes = _metric_rows(metrics) if not metrics.is_empty else ([], [])
-    student, teacher = metrics.student, metrics.teacher
+    rows, notes = _metric_rows(metrics) if metrics.measured else ([], [])
+    teacher, student = metrics.teacher, metrics.student
     summary = (f"A compressed version of {base_shown or 'a BERT model'}"
                + (f" for {compression.task}" if compression.task else "")
                + (f", made with bertlite ({', '.join(s['title'].lower() for s in steps)})." if steps else ", made with bertlite."))
-    if teacher.get("parameters") and student.get("parameters"):
-        summary += f" It keeps {100 * student['parameters'] / teacher['parameters']:.0f}% of the teacher's parameters"
-        speedup = metrics.measured_speedup
-        summary += (f" and ran {speedup:.2f}× faster on CPU in the measurement below." if speedup else ".")
+    if teacher.parameters and student.parameters:
+        summary += f" It has {100 * student.parameters / teacher.parameters:.0f}% of the teacher's parameters"
+        speedups = [metrics.speedup(b) for b in metrics.latency_batches if metrics.speedup(b) is not None]
+        summary += (f" and ran {speedups[0]:.2f}× faster on CPU in the measurement below." if speedups else ".")
 
     limitations = []
+    splits = sorted({split for _, split in metrics.quality_keys if split})
     if compression.dataset or compression.task:
         limitations.append(f"Evaluated on {compression.dataset or compression.task}"
-                           + (f" ({metrics.eval_split} split)" if metrics.eval_split else "")
+                           + (f" ({', '.join(splits)} split{'s' if len(splits) > 1 else ''})" if splits else "")
                            + " only: quality on other data or tasks is unknown.")
     if compression.split_note:
         limitations.append(f"Data split: {compression.split_note}.")
@@ -274,4 +278,4 @@ def render_model_card(folder, repo_id: str | None = None, *, license: str | None
     return str(build_model_card(folder, repo_id, license=license, tags=tags))
 
 
-__all__ = ["build_model_card", "render_model_card", "template_path", "is_bertlite_card", "SHAPE_KEYS"]
+__all__ = ["build_model_card", "render_model_card", "template_path", "is_bertlite_card"]
