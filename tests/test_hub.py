@@ -548,3 +548,15 @@ def test_distill_cli_pushes_its_output_with_a_card(hub, tiny_folder, tmp_path, m
     assert "## Training procedure" in text and "| `temperature` | 2.0 |" in text
     assert f"**Command that measured these numbers:** `bertlite distill --teacher {teacher} --task rotten_tomatoes" in text
     assert_no_token(capsys.readouterr().out)
+
+
+def test_push_without_any_token_says_how_to_log_in(hub, tiny_folder, tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.delenv("HUGGING_FACE_HUB_TOKEN", raising=False)
+    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "no-token-here"))
+    folder = copy_folder(tiny_folder, tmp_path / "model")
+    with pytest.raises(BertliteError, match="hf auth login"):
+        push_compressed(str(folder), "alice/no-token", endpoint=hub.url)
+    assert "alice/no-token" not in hub.repos

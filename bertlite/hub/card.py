@@ -131,13 +131,14 @@ def _metric_rows(metrics: CardMetrics) -> tuple[list[dict], list[str]]:
         speedup = metrics.speedup(batch)
         rows.append({"label": f"CPU speedup ({setup})", "teacher": "1.00×" if speedup is not None else "not measured",
                      "student": _or_missing(speedup, lambda v: f"{v:.2f}×")})
-    if metrics.filled_from_files:
-        notes.append(f"The compressed model's {' and '.join(metrics.filled_from_files)} are read from the uploaded files.")
+    if items := metrics.filled_from_files:
+        joined = items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+        notes.append(f"The compressed model's {joined} are read from the uploaded files.")
     if metrics.latency_batches:
         details = ", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in sorted(metrics.latency_setup.items())
                             if k not in ("batch_size", "seq_len"))
-        notes.append("Latency: teacher and compressed model timed side by side on one machine"
-                     + (f" ({details})" if details else "") + "; absolute times depend on the CPU, the ratio travels better.")
+        notes.append("CPU latency is the median time of one forward pass" + (f" ({details})" if details else "")
+                     + "; absolute times depend on the machine, the speedup is the ratio of the two latencies.")
     if metrics.quality_keys and not metrics.seeds:
         notes.append("Quality metrics come from a single training run: no spread over seeds was recorded.")
     return rows, notes

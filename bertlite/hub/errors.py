@@ -11,7 +11,7 @@ from contextlib import contextmanager
 
 from ..errors import BertliteError
 
-LOGIN_HINT = "log in with `hf auth login`, set the HF_TOKEN environment variable, or pass token=..."
+LOGIN_HINT = "log in with `hf auth login` or set the HF_TOKEN environment variable (from Python: token=...)"
 TOKEN_PAGE = "https://huggingface.co/settings/tokens"
 
 
