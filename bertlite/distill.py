@@ -136,9 +136,12 @@ def run_distillation(args: DistillArguments, config: DistillationConfig, log=pri
     last = get_last_checkpoint(config.output_dir) if os.path.isdir(config.output_dir) else None
     from .trainer import DistillationTrainer
 
+    from .hub.callback import ModelCardCallback
+
+    card_callback = ModelCardCallback()  # hyperparameters and eval history for the model card
     trainer = DistillationTrainer(model=student, teacher_model=teacher, args=config, train_dataset=encoded["train"],
                                   eval_dataset=encoded["validation"], data_collator=DataCollatorWithPadding(tokenizer),
-                                  processing_class=tokenizer, compute_metrics=accuracy_metric)
+                                  processing_class=tokenizer, compute_metrics=accuracy_metric, callbacks=[card_callback])
     if last:
         log(f"Resuming the distillation from {last} (pass --fresh to start over).")
     trainer.train(resume_from_checkpoint=last)
@@ -150,6 +153,7 @@ def run_distillation(args: DistillArguments, config: DistillationConfig, log=pri
     student.config.architectures = [type(student).__name__]
     student.save_pretrained(output_dir)  # safetensors; projections are not part of the student
     tokenizer.save_pretrained(output_dir)
+    card_callback.save(output_dir)
 
     record = CompressionConfig.load_or_new(None, base_model=display_name(args.teacher), task=info.name,
                                            dataset=info.source, split_note=info.split_note)
