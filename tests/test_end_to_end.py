@@ -21,7 +21,8 @@ def test_distill_end_to_end_then_rerun_reuses_teacher(tmp_path, capsys):
 
     for name in ("model.safetensors", "config.json", "tokenizer.json", "metrics.json", "compression_config.json"):
         assert (out / name).is_file(), name
-    assert not list(out.glob("*.bin")) and not list(out.glob("*.pt"))  # safetensors only in the deliverable
+    for folder in (out, out / "teacher"):  # safetensors only in the deliverables, no pickles
+        assert not list(folder.glob("*.bin")) and not list(folder.glob("*.pt")), folder
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["student"]["layers"] == 2 and metrics["teacher"]["layers"] == 6
     assert metrics["student"]["parameters"] < metrics["teacher"]["parameters"]
