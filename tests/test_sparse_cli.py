@@ -2,6 +2,7 @@
 
 import json
 import os
+import warnings
 from types import SimpleNamespace
 
 import pytest
@@ -38,10 +39,12 @@ def tiny_classifier(tmp_path_factory, tokenizer):
 
 
 def _args(model, output_dir, **overrides):
+    """The fields of bertlite.cli.prune.PruneArguments that weight pruning reads, plus recovery_steps."""
     values = dict(model=model, output_dir=str(output_dir), method="magnitude", sparsity=0.5, scope="global",
-                  iterations=0, rewind_step=0, include_embeddings=False, include_classifier=False, recover=False,
-                  teacher=None, task=None, seed=0, max_length=32, max_train_examples=64, max_eval_examples=32,
-                  recovery_steps=2, batch_size=8, obd_samples=8)
+                  iterations=None, rewind_step=0, include_embeddings=False, include_classifier=False, recover=False,
+                  teacher=None, task=None, seed=0, epochs=1.0, learning_rate=5e-5, batch_size=8, max_length=32,
+                  max_train_examples=64, max_eval_examples=32, evaluate=True, importance_examples=8,
+                  trust_remote_code=False, recovery_steps=2)
     values.update(overrides)
     return SimpleNamespace(**values)
 
@@ -64,10 +67,15 @@ def test_recovery_training_with_trainer_keeps_pruned_weights_zero(tokenizer, tmp
 
 @pytest.mark.parametrize("method,extra", [("synflow", dict(iterations=5)),
                                           ("obd", dict(task="rotten_tomatoes", scope="layer", recover=True)),
+                                          ("magnitude", dict(task="rotten_tomatoes", recover=True, teacher="given")),
                                           ("lth", dict(task="rotten_tomatoes", iterations=2, rewind_step=1))])
 def test_cli_run_saves_plain_sparse_model_with_report_and_history(tiny_classifier, tmp_path, capsys, method, extra):
     out = tmp_path / "pruned"
-    assert cli_run(_args(tiny_classifier, out, method=method, sparsity=0.6, **extra)) == 0
+    if extra.get("teacher") == "given":  # an explicit teacher (here: the unpruned model's folder)
+        extra = {**extra, "teacher": tiny_classifier}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # few SynFlow iterations: warned about, on purpose here
+        assert cli_run(_args(tiny_classifier, out, method=method, sparsity=0.6, **extra)) == 0
     printed = capsys.readouterr().out
     assert "all pruned layers" in printed and "bert.encoder.layer.1.output.dense" in printed  # the per-layer table
 
@@ -84,14 +92,18 @@ def test_cli_run_saves_plain_sparse_model_with_report_and_history(tiny_classifie
     assert report["method"] == method and abs(report["sparsity"] - 0.6) < 1e-3
     assert {layer["name"]: layer["pruned"] for layer in report["layers"]} == {n: c for n, (c, _) in counts.items()}
     record = CompressionConfig.from_pretrained(str(out))
-    assert record.methods == ["distillation", "weight_pruning"]
-    step = record.steps[-1].params
+    recovered = extra.get("recover", False)
+    assert record.methods == ["distillation", "weight_pruning"] + (["distillation"] if recovered else [])
+    step = record.steps[1].params
     assert step["pruning_method"] == method and step["sparsity"] == 0.6 and step["scope"] == extra.get("scope", "global")
     if "task" in extra:
-        assert "test_accuracy_pruned" in record.metrics["weight_pruning"]
-        assert ("test_accuracy_recovered" in record.metrics["weight_pruning"]) == extra.get("recover", False)
+        assert {"accuracy_before", "accuracy_pruned"} <= set(record.metrics["weight_pruning"])
+        assert ("accuracy_recovered" in record.metrics["weight_pruning"]) == recovered
     if method == "lth":
         assert step["rewind_step"] == 1 and step["iterations"] == 2
+    if recovered:  # recovery distils from the unpruned model unless a teacher is given
+        assert record.steps[-1].params["purpose"] == "recovery after weight pruning"
+        assert record.steps[-1].params["max_steps"] == 2 and "temperature" in record.steps[-1].params
 
 
 def test_cli_run_explains_missing_task_and_bad_values(tiny_classifier, tmp_path):

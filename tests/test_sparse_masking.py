@@ -9,7 +9,7 @@ from sparse_utils import random_batch, sgd_train_fn, tiny_bert
 from transformers import AutoModelForSequenceClassification
 
 from bertlite import BertliteError
-from bertlite.sparse import find_targets, prune_weights, remove_masks, sparsity_schedule
+from bertlite.sparse import copy_model, find_targets, prune_weights, remove_masks, sparsity_schedule
 from bertlite.sparse.masking import effective_weight
 
 BATCH = random_batch()
@@ -40,11 +40,11 @@ def test_requested_sparsity_is_reached_exactly(method, scope):
 def test_embeddings_and_classifier_are_excluded_unless_asked():
     model = tiny_bert()
     default = set(find_targets(model))
-    assert not any("embeddings" in name or name == "classifier" for name in default)
-    assert "bert.pooler.dense" in default
+    assert not any("embeddings" in name or "pooler" in name or name == "classifier" for name in default)
+    assert len(default) == 2 * 6  # q, k, v, attention output, intermediate, output of each layer
     everything = set(find_targets(model, include_embeddings=True, include_classifier=True))
     assert everything - default == {"bert.embeddings.word_embeddings", "bert.embeddings.position_embeddings",
-                                    "bert.embeddings.token_type_embeddings", "classifier"}
+                                    "bert.embeddings.token_type_embeddings", "bert.pooler.dense", "classifier"}
     prune_weights(model, "magnitude", 0.5, include_embeddings=True, include_classifier=True)
     assert (model.bert.embeddings.word_embeddings.weight == 0).float().mean() > 0
     assert (model.classifier.weight == 0).float().mean() > 0
@@ -128,3 +128,18 @@ def test_exponential_schedule():
     remaining = [1 - s for s in [0.0, *steps]]
     ratios = [b / a for a, b in zip(remaining, remaining[1:])]
     assert max(ratios) - min(ratios) < 1e-12  # the same fraction of the remaining weights goes every step
+
+
+def test_copy_model_after_training_keeps_masks_and_is_independent():
+    model = tiny_bert()
+    prune_weights(model, "magnitude", 0.5)
+    model(**BATCH).loss.backward()  # leaves each masked `weight` as a non-leaf tensor
+    clone = copy_model(model)
+    inputs = {k: v for k, v in BATCH.items() if k != "labels"}
+    with torch.no_grad():
+        assert torch.equal(model(**inputs).logits, clone(**inputs).logits)
+        clone.bert.encoder.layer[0].intermediate.dense.weight_orig.add_(1.0)
+    weight = effective_weight(clone.bert.encoder.layer[0].intermediate.dense)
+    mask = clone.bert.encoder.layer[0].intermediate.dense.weight_mask
+    assert torch.all(weight[mask == 0] == 0)  # the copy carries its own masks
+    assert not torch.equal(weight, effective_weight(model.bert.encoder.layer[0].intermediate.dense))

@@ -1,13 +1,16 @@
 """`bertlite prune --method magnitude|lth|obd|synflow`: the command-line run of weight-level pruning.
 
-`run(args)` takes the prune command's parsed arguments (fields model, output_dir, method, sparsity, scope,
-iterations, rewind_step, include_embeddings, include_classifier, recover, teacher, task, seed); the optional
-fields read with getattr below tune recovery and OBD and have defaults here.
+`run(args)` takes the prune command's parsed `PruneArguments` (bertlite/cli/prune.py). Fields used: model, output_dir,
+method, sparsity, scope, iterations, rewind_step, include_embeddings, include_classifier, recover, teacher, task,
+seed, epochs, learning_rate, batch_size, max_length, max_train_examples, max_eval_examples, evaluate,
+importance_examples, trust_remote_code. A few optional ones are read with defaults (see OPTIONAL_DEFAULTS), so any
+object with these attributes works.
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 
 from ..compression_config import CompressionConfig
 from ..errors import BertliteError
@@ -18,16 +21,19 @@ from .lottery import snapshot
 from .recovery import task_train_fn
 
 OPTIONAL_DEFAULTS = {
-    "recovery_epochs": 1.0,  # fine-tuning epochs of recovery and of every retraining round (lth, iterative magnitude)
+    "epochs": 1.0,  # training epochs of recovery and of every retraining round (lth, iterative magnitude)
     "recovery_steps": -1,  # when > 0: optimizer steps per recovery/retraining run instead of epochs
-    "learning_rate": 3e-5,
+    "learning_rate": 5e-5,
     "batch_size": 32,
     "max_length": 128,
-    "max_train_examples": None,  # cap on training examples (recovery, retraining rounds, OBD sample)
-    "max_eval_examples": None,  # cap on validation/test examples for the reported accuracy
-    "obd_samples": 256,  # examples whose squared gradients estimate the Fisher diagonal
-    "obd_batch_size": 1,  # 1 = per-sample empirical Fisher
+    "max_train_examples": None,
+    "max_eval_examples": None,
+    "evaluate": True,  # test accuracy before pruning, after pruning and after recovery
+    "importance_examples": 256,  # OBD: examples whose squared gradients estimate the Fisher diagonal
+    "obd_batch_size": 1,  # OBD: examples per gradient (1 = per-sample empirical Fisher)
     "allow_layer_collapse": False,  # warn instead of refusing when a layer would be fully pruned
+    "trust_remote_code": False,
+    "seed": 42,
 }
 
 
@@ -44,49 +50,62 @@ def _needs_task(method: str, iterations: int, recover: bool) -> str | None:
     if method == "magnitude" and iterations > 1:
         return "iterative magnitude pruning retrains between rounds (without retraining it equals one-shot)"
     if recover:
-        return "--recover fine-tunes the pruned model on the task"
+        return "--recover trains the pruned model on the task"
     return None
+
+
+def _train_fn(args, tokenizer, train_dataset, **overrides):
+    """The task training function with the command's options (recovery, retraining rounds, rewind warm-up)."""
+    settings = dict(epochs=float(_option(args, "epochs")), max_steps=int(_option(args, "recovery_steps")),
+                    learning_rate=float(_option(args, "learning_rate")), batch_size=int(_option(args, "batch_size")),
+                    max_length=int(_option(args, "max_length")), seed=int(_option(args, "seed")))
+    settings.update(overrides)
+    return task_train_fn(tokenizer, train_dataset, _output_dir(args), **settings)
+
+
+def _output_dir(args) -> str:
+    return args.output_dir or f"{os.path.basename(os.path.normpath(args.model))}-pruned"
 
 
 def run(args) -> int:
     from transformers import set_seed
 
     from ..data import load_task
-    from ..evaluation import accuracy
 
     method, sparsity, scope = args.method, float(args.sparsity), args.scope
     iterations = int(args.iterations or 0) or DEFAULT_ITERATIONS.get(method, 1)
     validate(method, sparsity, scope, iterations)
-    recover, task, seed = bool(args.recover), args.task, int(args.seed or 0)
+    if method == "synflow" and iterations < 10:
+        warnings.warn(f"SynFlow with {iterations} iteration(s): the paper's layer-collapse guarantee needs many "
+                      f"(default {DEFAULT_ITERATIONS['synflow']}); pass --iterations {DEFAULT_ITERATIONS['synflow']}.",
+                      stacklevel=2)
+    recover, task, seed = bool(args.recover), args.task, int(_option(args, "seed"))
     reason = _needs_task(method, iterations, recover)
     if reason and not task:
         raise BertliteError(f"Pass --task (e.g. --task rotten_tomatoes): {reason}.")
-    if not args.output_dir:
-        raise BertliteError("Pass --output_dir, the folder the pruned model is saved to.")
     set_seed(seed)
+    remote = bool(_option(args, "trust_remote_code"))
 
-    tokenizer = load_tokenizer(args.model)
+    tokenizer = load_tokenizer(args.model, trust_remote_code=remote)
     dsd, info = load_task(task, max_train_examples=_option(args, "max_train_examples"),
-                           max_eval_examples=_option(args, "max_eval_examples")) if task else (None, None)
-    model = load_model(args.model, info.num_labels if info else None)
+                          max_eval_examples=_option(args, "max_eval_examples")) if task else (None, None)
+    if info is not None and info.is_regression:
+        raise BertliteError(f"Task {info.name!r} is a regression task; weight pruning here handles classification tasks.")
+    model = load_model(args.model, info.num_labels if info else None, remote)
     max_length = int(_option(args, "max_length"))
-    train_fn = None
-    if task:
-        train_fn = task_train_fn(tokenizer, dsd["train"], args.output_dir, epochs=float(_option(args, "recovery_epochs")),
-                                 max_steps=int(_option(args, "recovery_steps")), learning_rate=float(_option(args, "learning_rate")),
-                                 batch_size=int(_option(args, "batch_size")), max_length=max_length, seed=seed)
+    metrics = _Evaluator(args, tokenizer, dsd)
+    metrics(model, "before")
+    train_fn = _train_fn(args, tokenizer, dsd["train"]) if task else None
     rewind_state = None
     rewind_step = int(getattr(args, "rewind_step", 0) or 0)
     if method == "lth" and rewind_step > 0:
         print(f"Training {rewind_step} steps to the rewind point (Frankle et al. 2019)")
-        task_train_fn(tokenizer, dsd["train"], args.output_dir, max_steps=rewind_step,
-                      learning_rate=float(_option(args, "learning_rate")), batch_size=int(_option(args, "batch_size")),
-                      max_length=max_length, seed=seed)(model)
+        _train_fn(args, tokenizer, dsd["train"], max_steps=rewind_step)(model)
         rewind_state = snapshot(model)
     data = None
     if method == "obd":
-        data = fisher_batches(tokenizer, dsd["train"], int(_option(args, "obd_samples")), int(_option(args, "obd_batch_size")),
-                              max_length, seed)
+        data = fisher_batches(tokenizer, dsd["train"], int(_option(args, "importance_examples")),
+                              int(_option(args, "obd_batch_size")), max_length, seed)
 
     print(f"Pruning {display_name(args.model)} to {sparsity:.0%} sparsity with {method} ({scope}, {iterations} iteration(s))")
     report = prune_weights(model, method, sparsity, scope=scope, iterations=iterations,
@@ -94,35 +113,51 @@ def run(args) -> int:
                            train_fn=train_fn, data=data, rewind_state=rewind_state,
                            on_collapse="warn" if _option(args, "allow_layer_collapse") else "error")
     print(report.table())
-
-    metrics = {"sparsity": report.sparsity, "model_sparsity": report.model_sparsity}
-    if task:
-        metrics["test_accuracy_pruned"] = accuracy(model, tokenizer, dsd["test"], max_length=max_length, desc="Test accuracy")
-        print(f"Test accuracy after pruning: {metrics['test_accuracy_pruned']:.4f}")
+    metrics(model, "pruned")
     recovery = None
     if recover:
-        recovery = _recover(model, args, train_fn)
-        metrics["test_accuracy_recovered"] = accuracy(model, tokenizer, dsd["test"], max_length=max_length, desc="Test accuracy")
-        print(f"Test accuracy after recovery ({recovery}): {metrics['test_accuracy_recovered']:.4f}")
-
-    _save(model, tokenizer, report, args, iterations, rewind_step, recovery, metrics, info)
+        recovery = _recover(model, args, tokenizer, dsd["train"])
+        metrics(model, "recovered")
+    _save(model, tokenizer, report, args, iterations, rewind_step, recovery, metrics.values, info)
     return 0
 
 
-def _recover(model, args, train_fn) -> str:
-    teacher = getattr(args, "teacher", None)
-    if teacher:
-        # Recovery by distillation needs bertlite's DistillationTrainer, which is not part of this package yet.
-        import warnings
+class _Evaluator:
+    """Test accuracy at each stage, when the command evaluates (the same keys structured pruning records)."""
 
-        warnings.warn(f"Recovery by distillation from {teacher!r} is not available in this version; recovering by "
-                      "fine-tuning on the task labels instead.", stacklevel=2)
-    train_fn(model)
-    return "fine-tuning"
+    def __init__(self, args, tokenizer, dsd):
+        self.enabled = bool(_option(args, "evaluate")) and dsd is not None
+        self.args, self.tokenizer, self.dsd = args, tokenizer, dsd
+        self.values = {"split": "test", "examples": len(dsd["test"])} if self.enabled else {}
+
+    def __call__(self, model, label: str) -> None:
+        if not self.enabled:
+            return
+        from ..evaluation import accuracy
+
+        value = accuracy(model, self.tokenizer, self.dsd["test"], batch_size=int(_option(self.args, "batch_size")),
+                         max_length=int(_option(self.args, "max_length")), desc=f"Accuracy ({label})")
+        self.values[f"accuracy_{label}"] = round(value, 4)
+        print(f"test accuracy {label}: {value:.4f}")
+
+
+def _recover(model, args, tokenizer, train_dataset) -> dict:
+    """Distil from --teacher, by default the unpruned model (fine-tuned on the task first if it has no head for it)."""
+    from ..teacher import finetuned_teacher
+
+    teacher_name = getattr(args, "teacher", None) or args.model
+    teacher_path = finetuned_teacher(teacher_name, args.task, os.path.join(_output_dir(args), "teacher"),
+                                     max_length=int(_option(args, "max_length")), seed=int(_option(args, "seed")),
+                                     max_train_examples=_option(args, "max_train_examples"),
+                                     trust_remote_code=bool(_option(args, "trust_remote_code")))
+    teacher = load_model(teacher_path, model.config.num_labels, bool(_option(args, "trust_remote_code")))
+    train = _train_fn(args, tokenizer, train_dataset, teacher=teacher)
+    train(model)
+    return {"purpose": "recovery after weight pruning", "teacher": display_name(teacher_name), **train.settings}
 
 
 def _save(model, tokenizer, report, args, iterations, rewind_step, recovery, metrics, info) -> None:
-    out = args.output_dir
+    out = _output_dir(args)
     remove_masks(model)  # plain weights with zeros: the folder loads in plain transformers
     os.makedirs(out, exist_ok=True)
     model.save_pretrained(out)
@@ -137,10 +172,17 @@ def _save(model, tokenizer, report, args, iterations, rewind_step, recovery, met
     params = dict(pruning_method=args.method, sparsity=report.requested_sparsity, achieved_sparsity=report.sparsity,
                   scope=report.scope, iterations=iterations, include_embeddings=bool(args.include_embeddings),
                   include_classifier=bool(args.include_classifier), pruned_params=report.pruned_params,
-                  prunable_params=report.prunable_params, recovery=recovery, seed=args.seed)
+                  prunable_params=report.prunable_params, seed=int(_option(args, "seed")))
     if args.method == "lth":
         params["rewind_step"] = rewind_step
+    if args.method == "obd":
+        params["importance_examples"] = int(_option(args, "importance_examples"))
     record.add_step("weight_pruning", **params)
-    record.metrics["weight_pruning"] = metrics
+    if recovery:
+        record.add_step("distillation", **recovery)
+    record.metrics["weight_pruning"] = {**metrics, "sparsity": report.sparsity, "model_sparsity": report.model_sparsity}
     record.save_pretrained(out)
+    recovery_dir = os.path.join(out, "recovery")
+    if os.path.isdir(recovery_dir) and not os.listdir(recovery_dir):
+        os.rmdir(recovery_dir)  # training saved no checkpoint there
     print(f"Saved the pruned model, tokenizer, {os.path.basename(report_path)} and compression_config.json to {out}")

@@ -8,14 +8,14 @@ from ..errors import BertliteError
 from ..models import resolve_model_name
 
 
-def load_model(name: str, num_labels: int | None = None):
+def load_model(name: str, num_labels: int | None = None, trust_remote_code: bool = False):
     """The model at `name`: its saved sequence classifier when it has one, a classifier with a new head when a task
     is given for a bare encoder, or the bare encoder (data-free pruning)."""
     from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification
 
     path = resolve_model_name(name)
     try:
-        config = AutoConfig.from_pretrained(path)
+        config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
     except OSError as err:
         raise BertliteError(f"Could not load a model config from {name!r}: {err}") from err
     is_classifier = any(a.endswith("ForSequenceClassification") for a in (config.architectures or []))
@@ -23,13 +23,13 @@ def load_model(name: str, num_labels: int | None = None):
         if num_labels is not None and config.num_labels != num_labels:
             raise BertliteError(f"{name!r} classifies into {config.num_labels} labels but the task has {num_labels}: "
                                 "pass a model fine-tuned on this task.")
-        return AutoModelForSequenceClassification.from_pretrained(path)
+        return AutoModelForSequenceClassification.from_pretrained(path, trust_remote_code=trust_remote_code)
     if num_labels is not None:
         warnings.warn(f"{name!r} has no trained classification head: a new, random one is added. Pruning scores "
                       "that use data (obd, lth) are then computed for an untrained head; prune a fine-tuned model for "
                       "meaningful results.", stacklevel=2)
-        return AutoModelForSequenceClassification.from_pretrained(path, num_labels=num_labels)
-    return AutoModel.from_pretrained(path)
+        return AutoModelForSequenceClassification.from_pretrained(path, num_labels=num_labels, trust_remote_code=trust_remote_code)
+    return AutoModel.from_pretrained(path, trust_remote_code=trust_remote_code)
 
 
 def fisher_batches(tokenizer, dataset, num_examples: int = 256, batch_size: int = 1, max_length: int = 128,

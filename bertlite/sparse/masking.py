@@ -11,6 +11,7 @@ entries below every live one.
 
 from __future__ import annotations
 
+import copy
 import warnings
 
 import torch
@@ -71,6 +72,16 @@ def make_permanent(targets: dict[str, nn.Module]) -> None:
     for module in targets.values():
         if is_masked(module):
             prune.remove(module, "weight")
+
+
+def copy_model(model: nn.Module) -> nn.Module:
+    """A deep copy of a model whose masks are attached. The pre-hook leaves `weight` as a non-leaf tensor after a
+    forward pass with gradients, which `copy.deepcopy` refuses; it is recomputed without a graph first."""
+    with torch.no_grad():
+        for module in model.modules():
+            if is_masked(module):
+                module.weight = module.weight_orig * module.weight_mask
+    return copy.deepcopy(model)
 
 
 def prune_count(sparsity: float, numel: int) -> int:

@@ -9,7 +9,7 @@ pruning suffers from.
 
 How a BERT is linearised (this is a choice, not something the paper specifies for transformers): R is computed on
 the *chain of prunable layers* in definition order -- for BERT query, key, value, attention output, intermediate,
-output of each layer, then pooler (and classifier when it is pruned) -- as a deep linear network of |W| matrices.
+output of each layer (then pooler and classifier when the head is pruned) -- as a deep linear network of |W| matrices.
 Residual connections, LayerNorm, GELU and attention softmax are left out. Running the real model instead fails for
 BERT: an all-ones input makes every token identical, so softmax attention is uniform and query/key receive zero
 gradient (they would be pruned first, i.e. collapse), and LayerNorm maps an all-ones vector to zero. The chain keeps
