@@ -7,7 +7,7 @@ It also measures, side by side in one process, the latency and file size of the 
 unstructured zeros are stored and multiplied like any other weight.
 
     python scripts/bench_sparse.py                    # full run (hours on a CPU; the lead schedules it)
-    python scripts/bench_sparse.py --quick            # smoke run on small subsets (a few minutes)
+    python scripts/bench_sparse.py --quick            # smoke run on small subsets (~10 min on a shared 2-core CPU)
     python scripts/bench_sparse.py --model DIR        # a sequence classifier already fine-tuned on rotten_tomatoes
 
 Lottery Ticket differs in kind: its "pruned" accuracy is already that of a retrained ticket (it trains between
