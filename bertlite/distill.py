@@ -64,6 +64,29 @@ class DistillArguments:
             self.layer_ids = None
 
 
+def _check_shapes_early(args: DistillArguments, config: DistillationConfig) -> None:
+    """Catch an impossible student or layer map before minutes are spent fine-tuning the teacher."""
+    from transformers import AutoConfig
+
+    from .layer_map import resolve_layer_map
+    from .models import resolve_model_name
+
+    teacher_config = AutoConfig.from_pretrained(resolve_model_name(args.teacher), trust_remote_code=args.trust_remote_code)
+    if args.student:
+        student_layers = AutoConfig.from_pretrained(resolve_model_name(args.student), trust_remote_code=args.trust_remote_code).num_hidden_layers
+    else:
+        student_layers = len(args.layer_ids) if args.layer_ids is not None else args.student_layers or teacher_config.num_hidden_layers
+        narrower = any(v is not None for v in (args.student_hidden_size, args.student_intermediate_size, args.student_heads))
+        if not narrower and student_layers > teacher_config.num_hidden_layers:
+            raise BertliteError(f"--student_layers {student_layers}: a student initialised from teacher layers cannot be deeper "
+                                f"than the teacher ({teacher_config.num_hidden_layers} layers).")
+        bad = [i for i in (args.layer_ids or []) if not 0 <= i < teacher_config.num_hidden_layers]
+        if bad:
+            raise BertliteError(f"--student_layer_ids {bad} are outside the teacher's layers 0..{teacher_config.num_hidden_layers - 1}.")
+    if config.needs_hidden_states or config.needs_attentions:
+        resolve_layer_map(config.layer_map, student_layers, teacher_config.num_hidden_layers)
+
+
 def _load_teacher(path: str, num_labels: int, trust_remote_code: bool):
     try:
         return AutoModelForSequenceClassification.from_pretrained(path, num_labels=num_labels, trust_remote_code=trust_remote_code)
@@ -95,6 +118,7 @@ def run_distillation(args: DistillArguments, config: DistillationConfig, log=pri
                           max_eval_examples=args.max_eval_examples)
     log(f"Task {info.name}: {len(dsd['train'])} train / {len(dsd['validation'])} validation / {len(dsd['test'])} test examples ({info.source}).")
 
+    _check_shapes_early(args, config)
     teacher_path = finetuned_teacher(args.teacher, args.task, os.path.join(output_dir, "teacher"), epochs=args.teacher_epochs,
                                      learning_rate=args.teacher_learning_rate, max_length=args.max_length, seed=config.seed,
                                      max_train_examples=args.max_train_examples, trust_remote_code=args.trust_remote_code, log=log)
@@ -112,9 +136,12 @@ def run_distillation(args: DistillArguments, config: DistillationConfig, log=pri
     last = get_last_checkpoint(config.output_dir) if os.path.isdir(config.output_dir) else None
     from .trainer import DistillationTrainer
 
+    from .hub.callback import ModelCardCallback
+
+    card_callback = ModelCardCallback()  # hyperparameters and eval history for the model card
     trainer = DistillationTrainer(model=student, teacher_model=teacher, args=config, train_dataset=encoded["train"],
                                   eval_dataset=encoded["validation"], data_collator=DataCollatorWithPadding(tokenizer),
-                                  processing_class=tokenizer, compute_metrics=accuracy_metric)
+                                  processing_class=tokenizer, compute_metrics=accuracy_metric, callbacks=[card_callback])
     if last:
         log(f"Resuming the distillation from {last} (pass --fresh to start over).")
     trainer.train(resume_from_checkpoint=last)
@@ -126,6 +153,7 @@ def run_distillation(args: DistillArguments, config: DistillationConfig, log=pri
     student.config.architectures = [type(student).__name__]
     student.save_pretrained(output_dir)  # safetensors; projections are not part of the student
     tokenizer.save_pretrained(output_dir)
+    card_callback.save(output_dir)
 
     record = CompressionConfig.load_or_new(None, base_model=display_name(args.teacher), task=info.name,
                                            dataset=info.source, split_note=info.split_note)

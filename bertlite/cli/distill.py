@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 from ..config import DistillationConfig
 from ..distill import DistillArguments, run_distillation
+from ..hub.metrics import invoked_command, record_command
+from ..hub.push import PushOptions, push_if_requested
 
 HELP = "Distil a teacher into a smaller student on a task (default: packaged MiniLM on rotten_tomatoes)."
 
@@ -26,10 +28,12 @@ class DistillTrainingArguments(DistillationConfig):
     logging_steps: float = field(default=25, metadata={"help": "Log the loss and each loss component every N steps."})
 
 
-DATACLASSES = (DistillArguments, DistillTrainingArguments)
+DATACLASSES = (DistillArguments, DistillTrainingArguments, PushOptions)
 
 
-def run(args: DistillArguments, config: DistillTrainingArguments) -> int:
+def run(args: DistillArguments, config: DistillTrainingArguments, push: PushOptions) -> int:
     run_distillation(args, config)
+    record_command(config.output_dir, invoked_command("distill"))  # the model card shows how to reproduce the numbers
     print(f"\nStudent saved to {config.output_dir} (metrics in {config.output_dir}/metrics.json).")
+    push_if_requested(config.output_dir, push)
     return 0
