@@ -56,6 +56,10 @@ class DistillArguments:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise BertliteError(f"{name} must be >= 1, got {value}.")
+        if self.augmented:  # fail now, not after the teacher was fine-tuned
+            from .augment.dataset import check_augmented_folder
+
+            check_augmented_folder(self.augmented)
         if self.student_layer_ids is not None:
             try:
                 self.layer_ids = [int(x) for x in str(self.student_layer_ids).replace(" ", "").split(",") if x != ""]

@@ -48,16 +48,21 @@ def save_augmented(dataset, folder: str, record: dict) -> None:
         json.dump(record, f, indent=2)
 
 
-def load_augmented(folder: str):
-    """(Dataset, record) of a folder written by `bertlite augment`."""
-    from datasets import load_from_disk
-
+def check_augmented_folder(folder: str) -> str:
+    """Path of the folder's record; a clear error when the folder is not an augmented dataset."""
     record_path = os.path.join(folder, RECORD_FILE)
     if not os.path.isdir(folder):
         raise BertliteError(f"The augmented data folder {folder!r} does not exist; create it with `bertlite augment --output_dir {folder}`.")
     if not os.path.isfile(record_path):
         raise BertliteError(f"{folder!r} has no {RECORD_FILE}: it was not written by `bertlite augment`.")
-    with open(record_path) as f:
+    return record_path
+
+
+def load_augmented(folder: str):
+    """(Dataset, record) of a folder written by `bertlite augment`."""
+    from datasets import load_from_disk
+
+    with open(check_augmented_folder(folder)) as f:
         record = json.load(f)
     return load_from_disk(folder), record
 

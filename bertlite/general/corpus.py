@@ -58,8 +58,13 @@ def text_stream(source: str = PACKAGED_CORPUS, text_column: str = "text", split:
         stream = load_dataset(FILE_BUILDERS[suffix], data_files=files, split="train", streaming=True, **kwargs)
     else:
         stream = _hub_load(source, source, split=split, streaming=True)
-    columns = stream.column_names or list((stream.features or {}).keys())
-    if columns and text_column not in columns:
+    columns = stream.column_names
+    if columns is None:  # streamed CSV/JSON: the columns are known once a row was read
+        first = next(iter(stream), None)
+        if first is None:
+            raise BertliteError(f"The corpus {source!r} is empty.")
+        columns = list(first)
+    if text_column not in columns:
         raise BertliteError(f"The corpus {source!r} has no column {text_column!r}; it has {columns}. Use --corpus_text_column.")
     stream = stream.select_columns([text_column])
     return stream.rename_column(text_column, "text") if text_column != "text" else stream
