@@ -13,6 +13,9 @@ examples of the training split (the fixed stratified split, so the labels stay b
 
     python scripts/bench_tinybert_recipe.py --quick      # smoke run, a few minutes on 2 cores
     python scripts/bench_tinybert_recipe.py              # the full run (about an hour on 2 cores)
+
+Interrupted? Run the same command again: the teacher, the general students and every finished task distillation
+(work_dir/runs.jsonl) are reused when their settings are unchanged.
 """
 
 from __future__ import annotations
@@ -93,17 +96,47 @@ def make_augmented(args, log) -> dict:
                                              seed=0, max_examples=args.train_examples or None, overwrite=True), log=log)
 
 
+SETTINGS = ("train_examples", "max_length", "teacher_epochs", "epochs", "aug_epochs", "learning_rate", "batch_size",
+            "hard_label_weight", "num_variants", "probability", "top_k", "general_steps", "general_batch_size",
+            "general_max_length", "general_learning_rate", "general_corpus", "eval_examples")
+
+
+def settings_key(args) -> str:
+    """Identifies the settings that shape a result, so an interrupted benchmark resumes only with the same ones."""
+    return json.dumps({k: getattr(args, k) for k in SETTINGS}, sort_keys=True)
+
+
+def finished_runs(path: str, key: str) -> dict:
+    """Results already measured with these settings (one JSON line per task distillation)."""
+    done = {}
+    if os.path.isfile(path):
+        with open(path) as f:
+            for line in f:
+                row = json.loads(line)
+                if row.pop("settings") == key:
+                    done[(row["layers"], row["variant"], row["seed"])] = row
+    return done
+
+
 def make_general_student(args, layers, log) -> tuple[str, dict]:
     from bertlite.distill import DistillArguments
     from bertlite.general import GeneralArguments, run_general_distillation
 
     out = os.path.join(args.work_dir, f"general-{layers}L")
+    marker = os.path.join(out, "bench_settings.json")
+    if os.path.isfile(marker):  # made by an earlier, interrupted run with the same settings: reuse it
+        with open(marker) as f:
+            saved = json.load(f)
+        if saved["settings"] == settings_key(args):
+            return out, saved["metrics"]
     config = quiet_config(out, 0, max_steps=args.general_steps, per_device_train_batch_size=args.general_batch_size,
                           logging_steps=max(1, args.general_steps // 10),
                           learning_rate=args.general_learning_rate, logit_weight=0.0, hard_label_weight=0.0,
                           embedding_weight=1.0, hidden_weight=1.0, attention_weight=1.0)
     metrics = run_general_distillation(DistillArguments(teacher="minilm", student_layers=layers, max_length=args.general_max_length, fresh=True),
                                        GeneralArguments(general=True, corpus=args.general_corpus), config, log=log)
+    with open(marker, "w") as f:
+        json.dump({"settings": settings_key(args), "metrics": metrics["general_distillation"]}, f)
     return out, metrics["general_distillation"]
 
 
@@ -165,7 +198,9 @@ def report(args, results, teacher_accuracy, augmentation, general, wall) -> str:
         both = mean_std([r["test_accuracy"] for r in results if r["layers"] == 3 and r["variant"] == "+both"])[0]
         lines.append(f"goal: 3-layer +both at >= {100 * GOAL:.0f}% of the teacher: {100 * both / teacher_accuracy:.1f}% "
                      f"-> {'met' if both >= GOAL * teacher_accuracy else 'NOT met'}")
-    lines.append(f"wall time: {wall / 60:.1f} min on {os.cpu_count()} CPU(s)")
+    reused = sum(1 for r in results if r.get("reused"))
+    lines.append(f"wall time: {wall / 60:.1f} min on {os.cpu_count()} CPU(s)"
+                 + (f" (this process only: {reused} of {len(results)} task distillations reused from an earlier run)" if reused else ""))
     return "\n".join(lines)
 
 
@@ -229,14 +264,23 @@ def main(argv=None) -> int:
         say(f"[{(time.perf_counter() - started) / 60:.1f} min] general {layers}-layer student: "
             f"{general[layers]['train_seconds']:.0f}s")
     results = []
+    runs_path = os.path.join(args.work_dir, "runs.jsonl")
+    done = finished_runs(runs_path, settings_key(args))
     for seed in args.seed_list:
         for layers in args.layer_list:
             for variant in VARIANTS:
-                with quiet:
-                    result = task_distill(args, teacher, layers, variant, seed, augmented_dir, general_dirs[layers], log)
+                result = done.get((layers, variant, seed))
+                if result is not None:
+                    result = {**result, "reused": True}
+                else:
+                    with quiet:
+                        result = task_distill(args, teacher, layers, variant, seed, augmented_dir, general_dirs[layers], log)
+                    with open(runs_path, "a") as f:
+                        f.write(json.dumps({**result, "settings": settings_key(args)}) + "\n")
                 results.append(result)
                 say(f"[{(time.perf_counter() - started) / 60:.1f} min] seed {seed} {layers}L {variant:<9} "
-                    f"test accuracy {result['test_accuracy']:.4f} ({result['seconds']:.0f}s)")
+                    f"test accuracy {result['test_accuracy']:.4f} ({result['seconds']:.0f}s)"
+                    + (" (from an earlier run)" if result.get("reused") else ""))
     wall = time.perf_counter() - started
     text = report(args, results, teacher_accuracy, augmentation, general, wall)
     say(text)

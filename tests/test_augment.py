@@ -1,5 +1,6 @@
 """Word-replacement augmentation on the packaged MiniLM tokenizer and embeddings (and a tiny masked LM)."""
 
+import copy
 import json
 
 import numpy as np
@@ -220,3 +221,38 @@ def test_distill_rejects_a_missing_augmented_folder_before_any_work(tmp_path, ca
     assert main(["distill", "--augmented", str(tmp_path / "nope"), "--output_dir", str(tmp_path / "o")]) == 1
     assert "bertlite augment" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_augment_command_with_a_masked_lm(tmp_path, tokenizer, neighbours, capsys):
+    """--mlm: single-piece words get the MLM's in-context candidates, words of several pieces embedding neighbours."""
+    from transformers import BertConfig, BertForMaskedLM
+
+    torch.manual_seed(0)
+    mlm = BertForMaskedLM(BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                                     intermediate_size=64, max_position_embeddings=64))
+    mlm.save_pretrained(tmp_path / "mlm")
+    tokenizer.save_pretrained(tmp_path / "mlm")
+    candidates = MaskedLMCandidates(mlm, tokenizer, neighbours.allowed, top_k=15)
+    augmenter = WordAugmenter(tokenizer, neighbours, candidates, num_variants=3, probability=1.0, seed=0)
+    text = "the soundtrack is unbelievably loud"
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    sides = augmenter._prepare([text])
+    by_span = dict(zip(sides[0].spans, sides[0].candidates))
+    soundtrack = ids.index(tokenizer.convert_tokens_to_ids("soundtrack"))
+    assert np.array_equal(by_span[(soundtrack, soundtrack + 1)], candidates.candidates([(ids, soundtrack)])[0])
+    multi = next(span for span in by_span if span[1] - span[0] > 1)  # "unbelievably"
+    assert np.array_equal(by_span[multi], neighbours.candidates([tuple(ids[multi[0]:multi[1]])])[0])
+
+    out = tmp_path / "aug"
+    assert main(["augment", "--mlm", str(tmp_path / "mlm"), "--output_dir", str(out), "--max_examples", "8",
+                 "--num_variants", "2", "--batch_size", "16"]) == 0
+    assert "masked LM" in capsys.readouterr().out
+    data, record = load_augmented(str(out))
+    assert record["mlm"] == str(tmp_path / "mlm") and len(data) > 8
+
+    other = copy.deepcopy(tokenizer)  # an MLM whose vocabulary has one more token than the teacher's
+    other.add_tokens(["zzzunseenword"])
+    other.save_pretrained(tmp_path / "other")
+    mlm.save_pretrained(tmp_path / "other")
+    assert main(["augment", "--mlm", str(tmp_path / "other"), "--output_dir", str(tmp_path / "x"), "--max_examples", "4"]) == 1
+    assert "another vocabulary" in capsys.readouterr().err

@@ -144,3 +144,22 @@ def test_packaged_corpus_holds_only_training_texts():
     test_texts = set(load_task("rotten_tomatoes")[0]["test"]["text"])
     seen = [row["text"] for row in itertools.islice(iter(text_stream("rotten_tomatoes")), 2000)]
     assert len(seen) == 2000 and not test_texts & set(seen)
+
+
+def test_hub_corpus_offline_is_a_clear_error():
+    with pytest.raises(BertliteError, match="cannot be reached|offline"):
+        text_stream("someone/some-corpus")
+
+
+def test_distill_general_command(tmp_path, teacher_dir, capsys):
+    from bertlite.cli import main
+
+    out = tmp_path / "cli"
+    assert main(["distill", "--general", "--output_dir", str(out), "--teacher", str(teacher_dir)]) == 1
+    assert "--max_steps" in capsys.readouterr().err and not out.exists()  # refused before any work
+    assert main(["distill", "--general", "--teacher", str(teacher_dir), "--student_layers", "2", "--max_steps", "2",
+                 "--corpus", "rotten_tomatoes", "--corpus_max_texts", "40", "--max_length", "32", "--output_dir", str(out),
+                 "--per_device_train_batch_size", "4", "--disable_tqdm", "true", "--use_cpu", "true"]) == 0
+    assert f"--student {out}" in capsys.readouterr().out
+    assert AutoModel.from_pretrained(out).config.num_hidden_layers == 2
+    assert json.loads((out / "metrics.json").read_text())["general_distillation"]["steps"] == 2

@@ -38,6 +38,8 @@ class EmbeddingNeighbours:
         self.allowed = replacement_vocabulary(tokenizer, embeddings.shape[0])
         self.candidate_ids = torch.nonzero(self.allowed).squeeze(1)
         self.candidate_unit = self.unit[self.candidate_ids]
+        self.column = torch.full((embeddings.shape[0],), -1, dtype=torch.long)  # token id -> column in candidate_unit
+        self.column[self.candidate_ids] = torch.arange(len(self.candidate_ids))
         self._cache: dict[tuple[int, ...], np.ndarray] = {}
 
     @classmethod
@@ -58,10 +60,12 @@ class EmbeddingNeighbours:
             chunk = missing[start:start + 1024]
             queries = torch.stack([self.word_vector(w) for w in chunk])
             scores = queries @ self.candidate_unit.T
-            for row, word in enumerate(chunk):
-                # Never propose the word itself, nor (for a word of several pieces) its own first piece, which is
-                # always close to the mean of the pieces and would just cut the word short.
-                scores[row, torch.isin(self.candidate_ids, torch.tensor(word))] = -float("inf")
+            # Never propose the word itself, nor (for a word of several pieces) its own first piece, which is always
+            # close to the mean of the pieces and would just cut the word short.
+            rows = [row for row, word in enumerate(chunk) for _ in word]
+            columns = self.column[[piece for word in chunk for piece in word]]
+            keep = columns >= 0
+            scores[torch.tensor(rows)[keep], columns[keep]] = -float("inf")
             top = scores.topk(min(self.top_k, scores.shape[1]), dim=1).indices
             for word, ids in zip(chunk, self.candidate_ids[top].numpy()):
                 self._cache[word] = ids

@@ -10,7 +10,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 
-from transformers.trainer_utils import SaveStrategy, get_last_checkpoint
+from transformers.trainer_utils import IntervalStrategy, SaveStrategy, get_last_checkpoint
 
 from ..compression_config import CompressionConfig
 from ..config import DistillationConfig
@@ -47,7 +47,7 @@ def _prepare_config(config: DistillationConfig, log) -> None:
         raise BertliteError("General distillation needs an intermediate loss: set --embedding_weight, --hidden_weight or --attention_weight > 0.")
     if config.two_stage:
         raise BertliteError("--two_stage is for task distillation; general distillation has only the intermediate stage.")
-    config.eval_strategy = "no"  # nothing to evaluate: there is no task
+    config.eval_strategy = IntervalStrategy.NO  # nothing to evaluate: there is no task
     config.do_eval = False
     if config.save_strategy == SaveStrategy.EPOCH:  # an endless stream has no epochs
         config.save_strategy = SaveStrategy.STEPS
