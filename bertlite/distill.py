@@ -139,8 +139,9 @@ def run_distillation(args: DistillArguments, config: DistillationConfig, log=pri
     if args.augmented:
         from .augment.dataset import with_augmented
 
-        encoded["train"], augmentation = with_augmented(encoded["train"], args.augmented, tokenizer, max_length=args.max_length, task=args.task,
-                                                          is_pair=info.is_pair, max_train_examples=args.max_train_examples, log=log)
+        encoded["train"], augmentation = with_augmented(
+            encoded["train"], args.augmented, tokenizer, max_length=args.max_length, task=args.task, is_pair=info.is_pair,
+            max_train_examples=args.max_train_examples, log=log)
     config.output_dir = os.path.join(output_dir, "checkpoints")
     if args.fresh and os.path.isdir(config.output_dir):
         shutil.rmtree(config.output_dir)

@@ -163,3 +163,22 @@ def test_distill_general_command(tmp_path, teacher_dir, capsys):
     assert f"--student {out}" in capsys.readouterr().out
     assert AutoModel.from_pretrained(out).config.num_hidden_layers == 2
     assert json.loads((out / "metrics.json").read_text())["general_distillation"]["steps"] == 2
+
+
+@pytest.mark.slow
+def test_tinybert_recipe_end_to_end_on_packaged_minilm(tmp_path, capsys):
+    """The three commands of the docs, shortened: augment, general distillation, task distillation from both."""
+    from bertlite.cli import main
+
+    aug, general, task = tmp_path / "aug", tmp_path / "general", tmp_path / "task"
+    assert main(["augment", "--output_dir", str(aug), "--max_examples", "32", "--num_variants", "2"]) == 0
+    assert main(["distill", "--general", "--student_layers", "2", "--max_steps", "3", "--per_device_train_batch_size", "4",
+                 "--max_length", "32", "--corpus_max_texts", "40", "--attention_weight", "1", "--output_dir", str(general),
+                 "--disable_tqdm", "true"]) == 0
+    assert main(["distill", "--student", str(general), "--augmented", str(aug), "--output_dir", str(task),
+                 "--max_train_examples", "32", "--max_eval_examples", "32", "--teacher_epochs", "1", "--num_train_epochs", "1",
+                 "--per_device_train_batch_size", "16", "--max_length", "32", "--no_measure_latency", "--disable_tqdm", "true"]) == 0
+    assert "original + " in capsys.readouterr().out
+    step = json.loads((task / "compression_config.json").read_text())["steps"][-1]
+    assert step["params"]["augmentation"]["num_variants"] == 2 and step["params"]["student_init"] == {"from": str(general)}
+    assert AutoModelForSequenceClassification.from_pretrained(task).config.num_hidden_layers == 2
