@@ -44,6 +44,7 @@ class DistillArguments:
     label_column: str = field(default="label", metadata={"help": "Label column for local files / Hub datasets."})
     max_train_examples: int | None = field(default=None, metadata={"help": "Use at most this many training examples (quick runs)."})
     max_eval_examples: int | None = field(default=None, metadata={"help": "Use at most this many validation/test examples (quick runs)."})
+    augmented: str | None = field(default=None, metadata={"help": "Folder written by `bertlite augment`: its examples are added to the training data and learned from the teacher's soft targets only (validation/test unchanged)."})
     fresh: bool = field(default=False, metadata={"help": "Ignore checkpoints in the output folder and start the distillation over."})
     measure_latency: bool = field(default=True, metadata={"help": "Measure teacher and student CPU latency (batch 8 x 128 and 1 x 128) for metrics.json."})
     trust_remote_code: bool = field(default=False, metadata={"help": "Allow custom modeling code from the teacher/student repos. Off by default: only enable for code you trust."})
@@ -55,6 +56,10 @@ class DistillArguments:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise BertliteError(f"{name} must be >= 1, got {value}.")
+        if self.augmented:  # fail now, not after the teacher was fine-tuned
+            from .augment.dataset import check_augmented_folder
+
+            check_augmented_folder(self.augmented)
         if self.student_layer_ids is not None:
             try:
                 self.layer_ids = [int(x) for x in str(self.student_layer_ids).replace(" ", "").split(",") if x != ""]
@@ -130,6 +135,13 @@ def run_distillation(args: DistillArguments, config: DistillationConfig, log=pri
     log(f"Student: {describe_shape(student)}")
 
     encoded = tokenize(dsd, tokenizer, args.max_length)
+    augmentation = None  # how the added training data was made, for compression_config.json
+    if args.augmented:
+        from .augment.dataset import with_augmented
+
+        encoded["train"], augmentation = with_augmented(
+            encoded["train"], args.augmented, tokenizer, max_length=args.max_length, task=args.task, is_pair=info.is_pair,
+            max_train_examples=args.max_train_examples, log=log)
     config.output_dir = os.path.join(output_dir, "checkpoints")
     if args.fresh and os.path.isdir(config.output_dir):
         shutil.rmtree(config.output_dir)
@@ -158,7 +170,8 @@ def run_distillation(args: DistillArguments, config: DistillationConfig, log=pri
     record = CompressionConfig.load_or_new(None, base_model=display_name(args.teacher), task=info.name,
                                            dataset=info.source, split_note=info.split_note)
     record.add_step("distillation", teacher=display_name(args.teacher), student_shape=describe_shape(student),
-                    student_init=getattr(student, "bertlite_init", {"from": args.student}), **_distillation_params(config))
+                    student_init=getattr(student, "bertlite_init", {"from": args.student}), **_distillation_params(config),
+                    **({"augmentation": augmentation} if augmentation else {}))
     metrics = {"task": info.to_dict(), "teacher": {"model": display_name(args.teacher), **describe_shape(teacher)},
                "student": describe_shape(student)}
     log("Evaluating teacher and student on the test split...")

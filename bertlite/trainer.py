@@ -78,6 +78,13 @@ class DistillationTrainer(Trainer):
         if not isinstance(args, DistillationConfig):
             raise BertliteError("DistillationTrainer's args must be a bertlite DistillationConfig (it extends TrainingArguments).")
         check_same_vocabulary(model.config, teacher_model.config)
+        if args.logit_weight > 0 or args.hard_label_weight > 0:
+            # A base encoder (e.g. BertModel, for general distillation) has no logits to learn from or to score.
+            for role, m in (("student", model), ("teacher", teacher_model)):
+                if getattr(m, "base_model", None) is m:
+                    raise BertliteError(f"The {role} is a base encoder ({type(m).__name__}) without a prediction layer: set "
+                                        "logit_weight=0 and hard_label_weight=0 (general distillation), or use a "
+                                        "sequence-classification model.")
         s_cfg, t_cfg = model.config, teacher_model.config
         if args.needs_hidden_states or args.needs_attentions:
             self.layer_pairs = resolve_layer_map(args.layer_map, s_cfg.num_hidden_layers, t_cfg.num_hidden_layers)

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from ..config import DistillationConfig
 from ..distill import DistillArguments, run_distillation
+from ..general import GeneralArguments, run_general_distillation
 from ..hub.metrics import invoked_command, record_command
 from ..hub.push import PushOptions, push_if_requested
 
@@ -28,12 +29,17 @@ class DistillTrainingArguments(DistillationConfig):
     logging_steps: float = field(default=25, metadata={"help": "Log the loss and each loss component every N steps."})
 
 
-DATACLASSES = (DistillArguments, DistillTrainingArguments, PushOptions)
+DATACLASSES = (DistillArguments, DistillTrainingArguments, PushOptions, GeneralArguments)
 
 
-def run(args: DistillArguments, config: DistillTrainingArguments, push: PushOptions) -> int:
-    run_distillation(args, config)
+def run(args: DistillArguments, config: DistillTrainingArguments, push: PushOptions, general: GeneralArguments | None = None) -> int:
+    if general is not None and general.general:
+        run_general_distillation(args, general, config)
+    else:
+        run_distillation(args, config)
     record_command(config.output_dir, invoked_command("distill"))  # the model card shows how to reproduce the numbers
     print(f"\nStudent saved to {config.output_dir} (metrics in {config.output_dir}/metrics.json).")
+    if general is not None and general.general:
+        print(f"Start task distillation from it with: bertlite distill --student {config.output_dir}")
     push_if_requested(config.output_dir, push)
     return 0
