@@ -20,7 +20,7 @@ from .callbacks import SaveOnInterruptCallback
 from .config import DistillationConfig
 from .errors import BertliteError
 from .layer_map import resolve_layer_map
-from .losses import attention_loss, hard_label_loss, hidden_state_loss, soft_logits_loss
+from .losses import UNLABELLED, attention_loss, hard_label_loss, hidden_state_loss, soft_logits_loss
 from .student import check_same_vocabulary
 
 PROJECTIONS_FILE = "bertlite_projections.safetensors"
@@ -145,8 +145,8 @@ class DistillationTrainer(Trainer):
         parts: dict[str, tuple[float, torch.Tensor]] = {}
         if prediction and args.logit_weight > 0:
             parts["logits"] = (args.logit_weight, soft_logits_loss(student_out.logits, teacher_out.logits, args.temperature))
-        # Augmented or unlabelled batches carry no trustworthy labels (-100 or absent): soft targets only.
-        if prediction and args.hard_label_weight > 0 and labels is not None and bool((labels >= 0).all()):
+        # Augmented or unlabelled examples carry no trustworthy label (-100 or absent): soft targets only for them.
+        if prediction and args.hard_label_weight > 0 and labels is not None and bool((labels != UNLABELLED).any()):
             parts["hard"] = (args.hard_label_weight, hard_label_loss(student_out.logits, labels))
         if want_hidden and args.embedding_weight > 0:
             parts["embeddings"] = (args.embedding_weight, hidden_state_loss(
