@@ -125,9 +125,16 @@ def load_with_transformers(folder: ModelFolder, *, trust_remote_code: bool = Fal
     return model
 
 
+def _is_bertlite_int8(folder: ModelFolder) -> bool:
+    # The marker written by bertlite.quantization.serialization (not imported here: it pulls in torch).
+    return (folder.read_json("quantization_config.json") or {}).get("format") == "bertlite-int8"
+
+
 def _register_builtin_formats() -> None:
     register_format("transformers", detect=lambda folder: folder.has("config.json"), load=load_with_transformers,
                     priority=0)
+    register_format("int8", detect=_is_bertlite_int8, load="bertlite.quantization.hub:load_quantized", priority=20,
+                    files=("quantization_config.json", "*.onnx"), plain_transformers=False)
 
 
 _register_builtin_formats()
