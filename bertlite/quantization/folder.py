@@ -8,20 +8,12 @@ import warnings
 from ..compression_config import CompressionConfig
 from ..errors import BertliteError
 from ..evaluation import folder_size_mb
+from ..hub.formats import auto_class_name
 from ..models import display_name, load_tokenizer, resolve_model_name
 from .check import QuantizationReport, compare_with_fp32
 from .config import QuantizationConfig
 from .convert import make_config, quantize_model
 from .serialization import is_quantized_folder, save_quantized
-
-# Architecture-name suffix -> Auto class, so registered custom types (e.g. model_type "bertlite") load too.
-_AUTO_CLASS_BY_SUFFIX = {
-    "ForSequenceClassification": "AutoModelForSequenceClassification",
-    "ForTokenClassification": "AutoModelForTokenClassification",
-    "ForQuestionAnswering": "AutoModelForQuestionAnswering",
-    "ForMaskedLM": "AutoModelForMaskedLM",
-    "ForMultipleChoice": "AutoModelForMultipleChoice",
-}
 
 
 def load_fp32_model(name_or_path: str):
@@ -33,8 +25,8 @@ def load_fp32_model(name_or_path: str):
         raise BertliteError(f"{name_or_path!r} already holds an int8 model; quantize its fp32 original instead.")
     try:
         config = transformers.AutoConfig.from_pretrained(path, trust_remote_code=False)
-        architecture = (config.architectures or [""])[0]
-        auto_name = next((auto for suffix, auto in _AUTO_CLASS_BY_SUFFIX.items() if architecture.endswith(suffix)), "AutoModel")
+        # Auto classes by architecture suffix, so registered custom types (model_type "bertlite") load too.
+        auto_name = auto_class_name((config.architectures or [None])[0])
         return getattr(transformers, auto_name).from_pretrained(path, trust_remote_code=False).eval()
     except (OSError, ValueError, KeyError) as err:
         raise BertliteError(f"Could not load a model from {name_or_path!r}: {err}") from err
