@@ -5,7 +5,10 @@ Heavy modules (torch, transformers) load on first use of the names below, so `im
 
 __version__ = "0.1.0"
 
+from . import _quiet  # noqa: E402
 from .errors import BertliteError  # noqa: E402
+
+_quiet.install()
 from .hub import load_compressed, push_compressed  # noqa: E402  (cheap: heavy imports happen on first call)
 
 _LAZY = {
