@@ -5,3 +5,5 @@ __version__ = "0.1.0"
 from .errors import BertliteError  # noqa: E402
 
 __all__ = ["BertliteError", "__version__"]
+
+from . import structured as _structured  # noqa: E402,F401  registers model_type "bertlite" with transformers' Auto classes

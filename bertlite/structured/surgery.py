@@ -19,25 +19,12 @@ from transformers.initialization import no_init_weights
 from ..errors import BertliteError
 from .configuration_bertlite import BertliteConfig
 from .gates import LayerShape, UnitGates, encoder_layers, head_size, layer_shapes
-from .modeling_bertlite import (
-    BertliteForMaskedLM,
-    BertliteForMultipleChoice,
-    BertliteForQuestionAnswering,
-    BertliteForSequenceClassification,
-    BertliteForTokenClassification,
-    BertliteModel,
-)
+from .modeling_bertlite import BertliteModel
+from .registration import AUTO_CLASSES
 from .selection import PruningPlan
 
 # BERT class name -> the Bertlite class with the same head (a Bertlite model maps to its own class).
-BERTLITE_CLASSES = {
-    "BertModel": BertliteModel,
-    "BertForSequenceClassification": BertliteForSequenceClassification,
-    "BertForTokenClassification": BertliteForTokenClassification,
-    "BertForQuestionAnswering": BertliteForQuestionAnswering,
-    "BertForMaskedLM": BertliteForMaskedLM,
-    "BertForMultipleChoice": BertliteForMultipleChoice,
-}
+BERTLITE_CLASSES = {cls.__name__.replace("Bertlite", "Bert"): cls for cls in AUTO_CLASSES.values()}
 BERTLITE_CLASSES.update({cls.__name__: cls for cls in list(BERTLITE_CLASSES.values())})
 
 
@@ -94,8 +81,8 @@ def prune_model(model: nn.Module, plan: PruningPlan | None = None, *, heads: dic
         plan = PruningPlan(heads=dict(heads or {}), ffn=dict(ffn or {}))
     elif heads or ffn:
         raise BertliteError("Pass either a PruningPlan or heads=/ffn= dicts, not both.")
+    layers = encoder_layers(model)  # refuses non-BERT model types first: the most useful message
     target_class = bertlite_class_for(model)
-    layers = encoder_layers(model)
     if getattr(model.config, "is_decoder", False) or getattr(model.config, "add_cross_attention", False):
         raise BertliteError("Structured pruning supports encoder BERT models only (this one is a decoder).")
     _check_plan_layers(plan, len(layers))
@@ -124,6 +111,7 @@ def prune_model(model: nn.Module, plan: PruningPlan | None = None, *, heads: dic
     kwargs = {"add_pooling_layer": model.pooler is not None} if target_class is BertliteModel else {}
     with no_init_weights():  # every weight is overwritten by load_state_dict below
         pruned = target_class(config, **kwargs)
+    pruned.tie_weights()  # no_init_weights also skipped the tying that init_weights does
     pruned.load_state_dict(state, strict=True)
     pruned.to(device=parameter.device, dtype=parameter.dtype)
     pruned.train(model.training)
