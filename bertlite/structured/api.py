@@ -24,6 +24,17 @@ class PruneResult:
     shapes_after: list[LayerShape]
 
 
+def check_feasible(model: nn.Module, *, heads=None, ffn=None, scope: str = "global", min_heads_per_layer: int = 1,
+                   min_ffn_per_layer: int | None = None) -> None:
+    """Raise the error a target would raise, before any scoring or training is spent on it (targets against the
+    model's sizes, and the per-layer guard)."""
+    shapes = layer_shapes(model)
+    placeholder = UnitScores(heads=[torch.zeros(s.heads) for s in shapes], ffn=[torch.zeros(s.ffn) for s in shapes],
+                             criterion="magnitude")
+    plan_pruning(placeholder, heads=heads, ffn=ffn, scope=scope, min_heads_per_layer=min_heads_per_layer,
+                 min_ffn_per_layer=min_ffn_per_layer, config=model.config)
+
+
 def prune(model: nn.Module, *, heads: float | int | None = None, ffn: float | int | None = None,
           criterion: str = "taylor", scope: str = "global", batches: Iterable[dict] | None = None,
           loss_fn: Callable[[nn.Module, dict], torch.Tensor] | None = None, max_batches: int | None = None,
@@ -41,10 +52,11 @@ def prune(model: nn.Module, *, heads: float | int | None = None, ffn: float | in
         raise BertliteError("Nothing to prune: give a heads and/or ffn target (a fraction below 1 or a whole count).")
     if criterion in DATA_CRITERIA and batches is None:
         raise BertliteError(f"criterion={criterion!r} needs batches of data; pass batches=... or use criterion='magnitude'.")
+    guard = dict(scope=scope, min_heads_per_layer=min_heads_per_layer, min_ffn_per_layer=min_ffn_per_layer)
+    check_feasible(model, heads=heads, ffn=ffn, **guard)
+    before = layer_shapes(model)
     scores = compute_importance(model, batches, criterion, loss_fn=loss_fn, max_batches=max_batches,
                                 normalize=normalize, progress=progress)
-    plan = plan_pruning(scores, heads=heads, ffn=ffn, scope=scope, min_heads_per_layer=min_heads_per_layer,
-                        min_ffn_per_layer=min_ffn_per_layer, config=model.config)
-    before = layer_shapes(model)
+    plan = plan_pruning(scores, heads=heads, ffn=ffn, config=model.config, **guard)
     pruned = prune_model(model, plan)
     return PruneResult(model=pruned, plan=plan, scores=scores, shapes_before=before, shapes_after=layer_shapes(pruned))

@@ -8,7 +8,7 @@ import os
 import torch
 
 from ..errors import BertliteError
-from .api import prune
+from .api import check_feasible, prune
 from .gates import layer_shapes
 from .surgery import describe_shapes
 
@@ -60,6 +60,8 @@ def run_structured(args) -> str:
         raise BertliteError(f"Task {info.name!r} is a regression task; `bertlite prune` handles classification tasks.")
     tokenizer = load_tokenizer(args.model, trust_remote_code=args.trust_remote_code)
     model = load_classifier(args.model, info.num_labels, args.trust_remote_code)
+    check_feasible(model, heads=args.heads, ffn=args.ffn, scope=args.scope, min_heads_per_layer=args.min_heads_per_layer,
+                   min_ffn_per_layer=args.min_ffn_per_layer)
     tokenized = tokenize(dsd, tokenizer, args.max_length)
     metrics = {"split": "test", "examples": len(dsd["test"])}
 
