@@ -73,7 +73,8 @@ def stratified_split(labels, fractions=SPLIT_FRACTIONS, seed: int = SPLIT_SEED) 
         bounds = np.round(np.cumsum(fractions)[:-1] * len(idx)).astype(int)
         for part, chunk in zip(parts, np.split(idx, bounds)):
             part.extend(chunk.tolist())
-    return tuple(np.sort(np.array(p, dtype=np.int64)) for p in parts)
+    # Shuffled, not sorted: the source files are grouped by label, and a prefix (--max_train_examples) must stay mixed.
+    return tuple(rng.permutation(np.array(p, dtype=np.int64)) for p in parts)
 
 
 def load_packaged_reviews(source: str, max_examples: int | None = None):
@@ -155,7 +156,7 @@ def _carve_validation(dsd, seed: int = SPLIT_SEED):
     else:
         perm = np.random.default_rng(seed).permutation(len(labels))
         cut = int(0.9 * len(labels))
-        train_idx, val_idx = np.sort(perm[:cut]), np.sort(perm[cut:])
+        train_idx, val_idx = perm[:cut], perm[cut:]
     return DatasetDict(train=dsd["train"].select(train_idx), validation=dsd["train"].select(val_idx), test=dsd["validation"])
 
 

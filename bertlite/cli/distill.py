@@ -1,0 +1,35 @@
+"""`bertlite distill`: train a smaller student against a teacher."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..config import DistillationConfig
+from ..distill import DistillArguments, run_distillation
+
+HELP = "Distil a teacher into a smaller student on a task (default: packaged MiniLM on rotten_tomatoes)."
+
+
+@dataclass
+class DistillTrainingArguments(DistillationConfig):
+    """DistillationConfig with defaults for a command-line run: evaluate and checkpoint every epoch."""
+
+    output_dir: str = field(default="bertlite-distilled", metadata={"help": "Folder for the student, its tokenizer, metrics.json, the fine-tuned teacher (teacher/) and checkpoints (checkpoints/)."})
+    num_train_epochs: float = field(default=3.0, metadata={"help": "Distillation epochs."})
+    learning_rate: float = field(default=1e-4, metadata={"help": "Peak learning rate of the student."})
+    per_device_train_batch_size: int = field(default=32, metadata={"help": "Training batch size per device."})
+    per_device_eval_batch_size: int = field(default=64, metadata={"help": "Evaluation batch size per device."})
+    warmup_steps: float = field(default=0.1, metadata={"help": "Warm-up: steps, or a fraction of training when < 1."})
+    eval_strategy: str = field(default="epoch", metadata={"help": "When to evaluate on the validation split: 'no', 'steps' or 'epoch'."})
+    save_strategy: str = field(default="epoch", metadata={"help": "When to checkpoint: 'no', 'steps' or 'epoch' (Ctrl-C always checkpoints)."})
+    save_total_limit: int | None = field(default=2, metadata={"help": "Keep at most this many checkpoints."})
+    logging_steps: float = field(default=25, metadata={"help": "Log the loss and each loss component every N steps."})
+
+
+DATACLASSES = (DistillArguments, DistillTrainingArguments)
+
+
+def run(args: DistillArguments, config: DistillTrainingArguments) -> int:
+    run_distillation(args, config)
+    print(f"\nStudent saved to {config.output_dir} (metrics in {config.output_dir}/metrics.json).")
+    return 0

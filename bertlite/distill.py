@@ -1,0 +1,179 @@
+"""The `bertlite distill` job: task data -> fine-tuned teacher -> student -> DistillationTrainer -> saved student
+with metrics. Usable from Python as `run_distillation(DistillArguments(...), DistillationConfig(...))`."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import asdict, dataclass, field
+
+import torch
+from transformers import AutoModelForSequenceClassification, DataCollatorWithPadding
+from transformers.trainer_utils import get_last_checkpoint
+
+from .compression_config import CompressionConfig
+from .config import DistillationConfig
+from .data import load_task, tokenize
+from .errors import BertliteError
+from .evaluation import accuracy, compare_latency, count_parameters, folder_size_mb
+from .models import DEFAULT_TEACHER, display_name, load_tokenizer
+from .student import build_student, check_same_vocabulary, load_student
+from .teacher import accuracy_metric, finetuned_teacher
+
+METRICS_FILE = "metrics.json"
+
+
+@dataclass
+class DistillArguments:
+    """What to distil: teacher, task and the student's shape."""
+
+    teacher: str = field(default=DEFAULT_TEACHER, metadata={"help": "Teacher: a Hub id, a local folder, or an alias: 'minilm' (packaged all-MiniLM-L6-v2, default, offline), 'bert-base' (google-bert/bert-base-uncased)."})
+    task: str = field(default="rotten_tomatoes", metadata={"help": "Task: 'rotten_tomatoes' or 'imdb' (offline, packaged), a GLUE task (sst2, mrpc, qnli, rte, mnli, qqp, cola, stsb; online), a Hub dataset id, or a local .csv/.json/.jsonl file."})
+    student: str | None = field(default=None, metadata={"help": "Use this student model (folder or Hub id) instead of building one from the teacher. Must share the teacher's vocabulary."})
+    student_layers: int | None = field(default=3, metadata={"help": "Number of student layers, initialised from teacher layers when the width is unchanged."})
+    student_layer_ids: str | None = field(default=None, metadata={"help": "Teacher layers (0-based, comma-separated, e.g. '0,2,4') that initialise the student; default: every k-th layer."})
+    student_hidden_size: int | None = field(default=None, metadata={"help": "Narrower student hidden size (random init; a learned projection maps it to the teacher's width)."})
+    student_intermediate_size: int | None = field(default=None, metadata={"help": "Student FFN size (random init when it differs from the teacher's)."})
+    student_heads: int | None = field(default=None, metadata={"help": "Student attention heads (random init when it differs from the teacher's)."})
+    max_length: int = field(default=128, metadata={"help": "Maximum tokens per example (longer inputs are truncated)."})
+    teacher_epochs: float = field(default=2.0, metadata={"help": "Epochs for fine-tuning a teacher that has no head for the task."})
+    teacher_learning_rate: float = field(default=1e-4, metadata={"help": "Learning rate for that teacher fine-tune."})
+    text_column: str = field(default="text", metadata={"help": "Text column for local files / Hub datasets."})
+    text_pair_column: str | None = field(default=None, metadata={"help": "Second-sentence column for pair tasks in local files / Hub datasets."})
+    label_column: str = field(default="label", metadata={"help": "Label column for local files / Hub datasets."})
+    max_train_examples: int | None = field(default=None, metadata={"help": "Use at most this many training examples (quick runs)."})
+    max_eval_examples: int | None = field(default=None, metadata={"help": "Use at most this many validation/test examples (quick runs)."})
+    fresh: bool = field(default=False, metadata={"help": "Ignore checkpoints in the output folder and start the distillation over."})
+    measure_latency: bool = field(default=True, metadata={"help": "Measure teacher and student CPU latency (batch 8 x 128 and 1 x 128) for metrics.json."})
+    trust_remote_code: bool = field(default=False, metadata={"help": "Allow custom modeling code from the teacher/student repos. Off by default: only enable for code you trust."})
+
+    def __post_init__(self):
+        if self.max_length < 8:
+            raise BertliteError(f"max_length must be at least 8, got {self.max_length}.")
+        for name in ("student_layers", "student_hidden_size", "student_intermediate_size", "student_heads", "max_train_examples", "max_eval_examples"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise BertliteError(f"{name} must be >= 1, got {value}.")
+        if self.student_layer_ids is not None:
+            try:
+                self.layer_ids = [int(x) for x in str(self.student_layer_ids).replace(" ", "").split(",") if x != ""]
+            except ValueError as err:
+                raise BertliteError(f"student_layer_ids must be comma-separated integers, got {self.student_layer_ids!r}.") from err
+        else:
+            self.layer_ids = None
+
+
+def _load_teacher(path: str, num_labels: int, trust_remote_code: bool):
+    try:
+        return AutoModelForSequenceClassification.from_pretrained(path, num_labels=num_labels, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as err:
+        raise BertliteError(f"Could not load the teacher from {path!r}: {err}") from err
+
+
+def make_student(args: DistillArguments, teacher, seed: int):
+    if args.student:
+        return load_student(args.student, teacher.config.num_labels, teacher, args.trust_remote_code)
+    return build_student(teacher, num_layers=args.student_layers if args.layer_ids is None else None, layer_ids=args.layer_ids,
+                         hidden_size=args.student_hidden_size, intermediate_size=args.student_intermediate_size,
+                         num_attention_heads=args.student_heads, seed=seed)
+
+
+def describe_shape(model) -> dict:
+    c = model.config
+    return {"layers": c.num_hidden_layers, "hidden_size": c.hidden_size, "intermediate_size": c.intermediate_size,
+            "attention_heads": c.num_attention_heads, "parameters": count_parameters(model)}
+
+
+def run_distillation(args: DistillArguments, config: DistillationConfig, log=print) -> dict:
+    """Runs the whole job and returns the metrics written to `<output_dir>/metrics.json`."""
+    output_dir = config.output_dir
+    os.makedirs(output_dir, exist_ok=True)
+    tokenizer = load_tokenizer(args.teacher, trust_remote_code=args.trust_remote_code)
+    dsd, info = load_task(args.task, text_column=args.text_column, text_pair_column=args.text_pair_column,
+                          label_column=args.label_column, max_train_examples=args.max_train_examples,
+                          max_eval_examples=args.max_eval_examples)
+    log(f"Task {info.name}: {len(dsd['train'])} train / {len(dsd['validation'])} validation / {len(dsd['test'])} test examples ({info.source}).")
+
+    teacher_path = finetuned_teacher(args.teacher, args.task, os.path.join(output_dir, "teacher"), epochs=args.teacher_epochs,
+                                     learning_rate=args.teacher_learning_rate, max_length=args.max_length, seed=config.seed,
+                                     max_train_examples=args.max_train_examples, trust_remote_code=args.trust_remote_code, log=log)
+    teacher = _load_teacher(teacher_path, info.num_labels, args.trust_remote_code)
+    student = make_student(args, teacher, config.seed)
+    if args.student:
+        check_same_vocabulary(student.config, teacher.config, load_tokenizer(args.student, args.trust_remote_code), tokenizer)
+    log(f"Teacher: {describe_shape(teacher)}")
+    log(f"Student: {describe_shape(student)}")
+
+    encoded = tokenize(dsd, tokenizer, args.max_length)
+    config.output_dir = os.path.join(output_dir, "checkpoints")
+    if args.fresh and os.path.isdir(config.output_dir):
+        shutil.rmtree(config.output_dir)
+    last = get_last_checkpoint(config.output_dir) if os.path.isdir(config.output_dir) else None
+    from .trainer import DistillationTrainer
+
+    trainer = DistillationTrainer(model=student, teacher_model=teacher, args=config, train_dataset=encoded["train"],
+                                  eval_dataset=encoded["validation"], data_collator=DataCollatorWithPadding(tokenizer),
+                                  processing_class=tokenizer, compute_metrics=accuracy_metric)
+    if last:
+        log(f"Resuming the distillation from {last} (pass --fresh to start over).")
+    trainer.train(resume_from_checkpoint=last)
+    config.output_dir = output_dir
+    if trainer.interrupted:
+        raise KeyboardInterrupt
+
+    student = trainer.model
+    student.config.architectures = [type(student).__name__]
+    student.save_pretrained(output_dir)  # safetensors; projections are not part of the student
+    tokenizer.save_pretrained(output_dir)
+
+    record = CompressionConfig.load_or_new(None, base_model=display_name(args.teacher), task=info.name,
+                                           dataset=info.source, split_note=info.split_note)
+    record.add_step("distillation", teacher=display_name(args.teacher), student_shape=describe_shape(student),
+                    student_init=getattr(student, "bertlite_init", {"from": args.student}), **_distillation_params(config))
+    metrics = {"task": info.to_dict(), "teacher": {"model": display_name(args.teacher), **describe_shape(teacher)},
+               "student": describe_shape(student)}
+    log("Evaluating teacher and student on the test split...")
+    metrics["teacher"]["test_accuracy"] = accuracy(teacher, tokenizer, dsd["test"], max_length=args.max_length, desc="Teacher test")
+    metrics["student"]["test_accuracy"] = accuracy(student, tokenizer, dsd["test"], max_length=args.max_length, desc="Student test")
+    metrics["student"]["validation_accuracy"] = accuracy(student, tokenizer, dsd["validation"], max_length=args.max_length, desc="Student validation")
+    teacher_size = folder_size_mb(teacher_path) if os.path.isdir(teacher_path) else count_parameters(teacher) * 4 / 1e6
+    metrics["teacher"]["size_mb"] = round(teacher_size, 2)
+    metrics["student"]["size_mb"] = round(folder_size_mb(output_dir), 2)
+    if args.measure_latency:
+        log("Measuring CPU latency (interleaved, median)...")
+        for batch in (8, 1):
+            lat = compare_latency({"teacher": teacher.eval(), "student": student.eval()}, batch_size=batch, seq_len=128)
+            metrics["teacher"][f"latency_ms_b{batch}"] = round(lat["teacher"], 2)
+            metrics["student"][f"latency_ms_b{batch}"] = round(lat["student"], 2)
+            metrics["student"][f"speedup_b{batch}"] = round(lat["teacher"] / lat["student"], 2)
+        metrics["latency_setup"] = {"threads": torch.get_num_threads(), "seq_len": 128, "measured_by": "bertlite distill (evaluation.compare_latency)"}
+    metrics["student"]["accuracy_vs_teacher"] = round(metrics["student"]["test_accuracy"] / max(metrics["teacher"]["test_accuracy"], 1e-9), 4)
+    record.metrics = metrics
+    record.save_pretrained(output_dir)
+    with open(os.path.join(output_dir, METRICS_FILE), "w") as f:
+        json.dump(metrics, f, indent=2)
+    log(summary_table(metrics))
+    return metrics
+
+
+def _distillation_params(config: DistillationConfig) -> dict:
+    keys = ("temperature", "logit_weight", "hard_label_weight", "embedding_weight", "hidden_weight", "attention_weight",
+            "layer_map", "hidden_loss", "attention_loss", "two_stage", "stage_one_fraction", "num_train_epochs",
+            "learning_rate", "per_device_train_batch_size", "seed")
+    values = asdict(config)
+    return {k: values[k] for k in keys}
+
+
+def summary_table(metrics: dict) -> str:
+    t, s = metrics["teacher"], metrics["student"]
+    rows = [("", "teacher", "student"),
+            ("layers x hidden", f"{t['layers']} x {t['hidden_size']}", f"{s['layers']} x {s['hidden_size']}"),
+            ("parameters", f"{t['parameters'] / 1e6:.1f}M", f"{s['parameters'] / 1e6:.1f}M"),
+            ("size (MB)", f"{t['size_mb']:.1f}", f"{s['size_mb']:.1f}"),
+            ("test accuracy", f"{t['test_accuracy']:.4f}", f"{s['test_accuracy']:.4f} ({100 * s['accuracy_vs_teacher']:.1f}% of teacher)")]
+    if "latency_ms_b8" in s:
+        rows.append(("latency b8x128 (ms)", f"{t['latency_ms_b8']:.0f}", f"{s['latency_ms_b8']:.0f} ({s['speedup_b8']:.2f}x faster)"))
+        rows.append(("latency b1x128 (ms)", f"{t['latency_ms_b1']:.0f}", f"{s['latency_ms_b1']:.0f} ({s['speedup_b1']:.2f}x faster)"))
+    width = max(len(r[0]) for r in rows)
+    return "\n".join(f"{a:<{width}}  {b:<16} {c}" for a, b, c in rows)

@@ -1,0 +1,84 @@
+"""Distillation losses as pure functions of tensors (no model, no trainer), so each is tested directly.
+
+Shapes: logits (B, C); hidden states (B, L, D); attention probabilities (B, H, L, L); mask (B, L) with 1 for
+real tokens and 0 for padding. Padding positions never contribute.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def soft_logits_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """KL(teacher || student) of temperature-softened distributions, times T^2 (Hinton et al. 2015) so that the
+    gradient scale does not shrink as T grows. A single output (regression) is matched with MSE instead."""
+    if student_logits.shape[-1] == 1:
+        return F.mse_loss(student_logits.float(), teacher_logits.float())
+    t = temperature
+    log_p_student = F.log_softmax(student_logits.float() / t, dim=-1)
+    log_p_teacher = F.log_softmax(teacher_logits.float() / t, dim=-1)
+    return F.kl_div(log_p_student, log_p_teacher, log_target=True, reduction="batchmean") * t * t
+
+
+def hard_label_loss(student_logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    if student_logits.shape[-1] == 1:
+        return F.mse_loss(student_logits.squeeze(-1).float(), labels.float())
+    return F.cross_entropy(student_logits.float(), labels.long())
+
+
+def _token_weights(mask: torch.Tensor | None, batch: int, length: int, like: torch.Tensor) -> torch.Tensor:
+    """(B, L) weights: 1 for real tokens, 0 for padding."""
+    if mask is None:
+        return torch.ones(batch, length, dtype=like.dtype, device=like.device)
+    return mask.to(like.dtype)
+
+
+def hidden_state_loss(student_hidden: torch.Tensor, teacher_hidden: torch.Tensor, mask: torch.Tensor | None = None,
+                      kind: str = "mse", projection: torch.nn.Module | None = None) -> torch.Tensor:
+    """Per-token distance between student and teacher hidden states, averaged over real tokens.
+
+    `projection` maps the student width to the teacher width (TinyBERT's W_h) when they differ.
+    mse: mean squared error per element (TinyBERT); cosine: 1 - cosine similarity per token (DistilBERT).
+    """
+    if projection is not None:
+        student_hidden = projection(student_hidden)
+    if student_hidden.shape != teacher_hidden.shape:
+        raise ValueError(f"hidden state shapes differ: student {tuple(student_hidden.shape)} vs teacher "
+                         f"{tuple(teacher_hidden.shape)}; a projection is needed when widths differ")
+    s, t = student_hidden.float(), teacher_hidden.float()
+    w = _token_weights(mask, s.shape[0], s.shape[1], s)
+    if kind == "mse":
+        per_token = (s - t).pow(2).mean(-1)
+    elif kind == "cosine":
+        per_token = 1.0 - F.cosine_similarity(s, t, dim=-1, eps=1e-8)
+    else:
+        raise ValueError(f"unknown hidden loss {kind!r}; use 'mse' or 'cosine'")
+    return (per_token * w).sum() / w.sum().clamp_min(1.0)
+
+
+def attention_loss(student_attention: torch.Tensor, teacher_attention: torch.Tensor, mask: torch.Tensor | None = None,
+                   kind: str = "kl") -> torch.Tensor:
+    """Distance between attention probability maps, over real query rows and real key columns.
+
+    When head counts differ (a student with fewer heads), both sides are averaged over heads first so the maps
+    stay comparable. kl: KL(teacher row || student row), summed over keys (MiniLM); mse: squared error per
+    entry (TinyBERT, here on probabilities since eager attention returns probabilities).
+    """
+    s, t = student_attention.float(), teacher_attention.float()
+    if s.shape[1] != t.shape[1]:
+        s, t = s.mean(1, keepdim=True), t.mean(1, keepdim=True)
+    if s.shape != t.shape:
+        raise ValueError(f"attention shapes differ: student {tuple(s.shape)} vs teacher {tuple(t.shape)}")
+    batch, heads, length, _ = s.shape
+    w = _token_weights(mask, batch, length, s)  # (B, L)
+    rows = w[:, None, :, None]  # queries
+    cols = w[:, None, None, :]  # keys
+    if kind == "kl":
+        eps = 1e-12
+        per_row = (t * (torch.log(t + eps) - torch.log(s + eps)) * cols).sum(-1)  # (B, H, L)
+        return (per_row * rows[..., 0]).sum() / (rows[..., 0].sum() * heads).clamp_min(1.0)
+    if kind == "mse":
+        both = rows * cols
+        return ((s - t).pow(2) * both).sum() / (both.sum() * heads).clamp_min(1.0)
+    raise ValueError(f"unknown attention loss {kind!r}; use 'kl' or 'mse'")

@@ -1,0 +1,99 @@
+"""The distillation losses as pure functions: zero when student equals teacher, equal to hand-computed values."""
+
+import math
+
+import pytest
+import torch
+
+from bertlite.losses import attention_loss, hard_label_loss, hidden_state_loss, soft_logits_loss
+
+
+def test_soft_logits_zero_when_equal_and_positive_otherwise():
+    logits = torch.randn(4, 3)
+    assert soft_logits_loss(logits, logits.clone(), temperature=2.0).item() == pytest.approx(0.0, abs=1e-7)
+    assert soft_logits_loss(logits, logits.flip(0), temperature=2.0).item() > 0
+
+
+def test_soft_logits_matches_hand_computed_kl_times_t_squared():
+    s = torch.tensor([[1.0, 0.0]])
+    t = torch.tensor([[0.0, 2.0]])
+    T = 2.0
+    ps = [math.exp(x / T) for x in (1.0, 0.0)]
+    ps = [p / sum(ps) for p in ps]
+    pt = [math.exp(x / T) for x in (0.0, 2.0)]
+    pt = [p / sum(pt) for p in pt]
+    expected = sum(q * math.log(q / p) for p, q in zip(ps, pt)) * T * T
+    assert soft_logits_loss(s, t, T).item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_soft_logits_regression_is_mse():
+    s, t = torch.tensor([[1.0], [3.0]]), torch.tensor([[2.0], [1.0]])
+    assert soft_logits_loss(s, t).item() == pytest.approx((1 + 4) / 2)
+
+
+def test_hard_label_loss_is_cross_entropy():
+    logits = torch.tensor([[2.0, 0.0]])
+    expected = -math.log(math.exp(2) / (math.exp(2) + 1))
+    assert hard_label_loss(logits, torch.tensor([0])).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_hidden_mse_ignores_padding_and_matches_hand_value():
+    s = torch.zeros(1, 3, 2)
+    t = torch.zeros(1, 3, 2)
+    t[0, 0] = torch.tensor([1.0, 3.0])  # real token: squared error mean (1 + 9) / 2 = 5
+    t[0, 2] = torch.tensor([100.0, 100.0])  # padding: must not count
+    mask = torch.tensor([[1, 1, 0]])
+    assert hidden_state_loss(s, t, mask, "mse").item() == pytest.approx(5.0 / 2)  # averaged over 2 real tokens
+    assert hidden_state_loss(t, t, mask, "mse").item() == 0.0
+
+
+def test_hidden_cosine_zero_for_scaled_states():
+    h = torch.randn(2, 4, 8)
+    assert hidden_state_loss(h, 3 * h, kind="cosine").item() == pytest.approx(0.0, abs=1e-6)
+    assert hidden_state_loss(h, -h, kind="cosine").item() == pytest.approx(2.0, abs=1e-5)
+
+
+def test_hidden_projection_used_and_receives_gradient():
+    proj = torch.nn.Linear(4, 8)
+    s = torch.randn(2, 3, 4)
+    t = torch.randn(2, 3, 8)
+    loss = hidden_state_loss(s, t, projection=proj)
+    loss.backward()
+    assert proj.weight.grad is not None and proj.weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="projection"):
+        hidden_state_loss(s, t)
+
+
+def _attn(b=2, h=2, length=4, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.softmax(torch.randn(b, h, length, length, generator=g), -1)
+
+
+def test_attention_losses_zero_when_equal():
+    a = _attn()
+    for kind in ("kl", "mse"):
+        assert attention_loss(a, a.clone(), kind=kind).item() == pytest.approx(0.0, abs=1e-6)
+        assert attention_loss(_attn(seed=1), a, kind=kind).item() > 0
+
+
+def test_attention_kl_hand_value_and_mask():
+    s = torch.tensor([[[[0.5, 0.5], [0.5, 0.5]]]])
+    t = torch.tensor([[[[0.9, 0.1], [0.2, 0.8]]]])
+    kl_row0 = 0.9 * math.log(0.9 / 0.5) + 0.1 * math.log(0.1 / 0.5)
+    kl_row1 = 0.2 * math.log(0.2 / 0.5) + 0.8 * math.log(0.8 / 0.5)
+    assert attention_loss(s, t, kind="kl").item() == pytest.approx((kl_row0 + kl_row1) / 2, rel=1e-5)
+    # Second token is padding: only row 0, column 0 counts; 0.9 * log(0.9 / 0.5)
+    assert attention_loss(s, t, torch.tensor([[1, 0]]), kind="kl").item() == pytest.approx(0.9 * math.log(0.9 / 0.5), rel=1e-5)
+
+
+def test_attention_different_head_counts_compare_head_means():
+    t = _attn(h=4)
+    s = t.mean(1, keepdim=True).expand(-1, 2, -1, -1).contiguous()  # 2 heads that equal the teacher's mean map
+    assert attention_loss(s, t, kind="mse").item() == pytest.approx(0.0, abs=1e-7)
+
+
+def test_unknown_kinds_raise():
+    with pytest.raises(ValueError):
+        hidden_state_loss(torch.zeros(1, 1, 1), torch.zeros(1, 1, 1), kind="l1")
+    with pytest.raises(ValueError):
+        attention_loss(_attn(), _attn(), kind="js")

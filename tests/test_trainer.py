@@ -1,0 +1,135 @@
+"""DistillationTrainer: real short runs on tiny models."""
+
+import copy
+import os
+import signal
+
+import pytest
+import torch
+from transformers import TrainerCallback
+
+from bertlite.config import DistillationConfig
+from bertlite.errors import BertliteError
+from bertlite.trainer import PROJECTIONS_FILE, DistillationTrainer
+
+from conftest import tiny_dataset, tiny_model
+from helpers_trainer import make_trainer, pad_collate
+
+
+def test_config_validates():
+    with pytest.raises(BertliteError, match="temperature"):
+        DistillationConfig(output_dir="x", temperature=-1)
+    with pytest.raises(BertliteError, match="hidden_loss"):
+        DistillationConfig(output_dir="x", hidden_loss="l1")
+    with pytest.raises(BertliteError, match="Invalid layer map"):
+        DistillationConfig(output_dir="x", layer_map="diagonal")
+    with pytest.raises(BertliteError, match="nothing would be learned"):
+        DistillationConfig(output_dir="x", logit_weight=0, hard_label_weight=0, hidden_weight=0)
+
+
+def test_loss_is_zero_when_student_equals_teacher(tmp_path):
+    teacher = tiny_model()
+    trainer = make_trainer(tmp_path, student=copy.deepcopy(teacher), teacher=teacher, hard_label_weight=0.0,
+                           embedding_weight=1.0, hidden_weight=1.0, attention_weight=1.0, layer_map="first")
+    batch = pad_collate([tiny_dataset()[i] for i in range(4)])
+    trainer.model.train()
+    loss = trainer.compute_loss(trainer.model, batch)
+    assert loss.item() == pytest.approx(0.0, abs=1e-5)
+
+
+def test_short_run_trains_student_logs_every_component_and_freezes_teacher(tmp_path):
+    trainer = make_trainer(tmp_path)
+    student_before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    teacher_before = {k: v.clone() for k, v in trainer.teacher.state_dict().items()}
+    projection_before = {k: v.clone() for k, v in trainer.projections.state_dict().items()}
+    assert set(trainer.projections.keys()) == {"embeddings", "layer_1", "layer_2"}  # student is narrower: 16 vs 32
+    trainer.train()
+    changed = [k for k, v in trainer.model.state_dict().items() if not torch.equal(v, student_before[k])]
+    assert "classifier.weight" in changed and len(changed) > len(student_before) // 2
+    assert all(torch.equal(v, teacher_before[k]) for k, v in trainer.teacher.state_dict().items())
+    assert not any(p.requires_grad for p in trainer.teacher.parameters())
+    # Projections are optimised with the student...
+    assert any(not torch.equal(v, projection_before[k]) for k, v in trainer.projections.state_dict().items())
+    logged = trainer.state.log_history[0]
+    for name in ("loss_logits", "loss_hard", "loss_embeddings", "loss_hidden", "loss_attention"):
+        assert name in logged and logged[name] >= 0
+    # ...and left out of the saved student.
+    trainer.save_model(str(tmp_path / "student"))
+    from safetensors.torch import load_file
+
+    saved = load_file(str(tmp_path / "student" / "model.safetensors"))
+    assert not any("projection" in k or k.startswith(("embeddings.", "layer_")) for k in saved)
+    assert saved.keys() == trainer.model.state_dict().keys()
+
+
+def test_two_stage_logs_intermediate_then_prediction(tmp_path):
+    trainer = make_trainer(tmp_path, two_stage=True, stage_one_fraction=0.5, max_steps=6)
+    trainer.train()
+    history = [h for h in trainer.state.log_history if "loss" in h]
+    first, last = history[0], history[-1]
+    assert "loss_hidden" in first and "loss_logits" not in first and first["stage"] == 1.0
+    assert "loss_logits" in last and "loss_hidden" not in last and last["stage"] == 2.0
+
+
+def test_resume_from_checkpoint_continues_exactly(tmp_path):
+    full = make_trainer(tmp_path / "full")
+    full.train()
+    final = {k: v.clone() for k, v in full.model.state_dict().items()}
+
+    first = make_trainer(tmp_path / "part", save_strategy="steps", save_steps=3, max_steps=6)
+    # Simulate a run that died after step 3: train to 3 via a stop flag.
+
+    class StopAt3(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step == 3:
+                control.should_training_stop = True
+
+    first.add_callback(StopAt3())
+    first.train()
+    checkpoint = tmp_path / "part" / "checkpoint-3"
+    assert (checkpoint / PROJECTIONS_FILE).is_file()
+
+    resumed = make_trainer(tmp_path / "part", save_strategy="steps", save_steps=3, max_steps=6)
+    resumed.train(resume_from_checkpoint=True)
+    assert resumed.state.global_step == 6
+    for k, v in resumed.model.state_dict().items():
+        assert torch.allclose(v, final[k], atol=1e-4), k
+    for k, v in resumed.projections.state_dict().items():
+        assert torch.allclose(v, full.projections.state_dict()[k], atol=1e-4), k
+
+
+def test_interrupt_saves_checkpoint_and_stops(tmp_path):
+    trainer = make_trainer(tmp_path, save_on_interrupt=True, max_steps=20)
+
+    class SendSigint(TrainerCallback):
+        def on_step_begin(self, args, state, control, **kwargs):
+            if state.global_step == 2:
+                os.kill(os.getpid(), signal.SIGINT)
+
+    trainer.add_callback(SendSigint())
+    trainer.train()
+    assert trainer.interrupted
+    assert trainer.state.global_step == 3  # the step in flight finished, then training stopped
+    assert (tmp_path / "checkpoint-3" / "model.safetensors").is_file()
+    # The handler was removed: the default Ctrl-C behaviour is back.
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_trainer_rejects_vocabulary_mismatch(tmp_path):
+    with pytest.raises(BertliteError, match="vocabulary"):
+        make_trainer(tmp_path, student=tiny_model(vocab_size=99))
+
+
+def test_trainer_rejects_plain_training_arguments(tmp_path):
+    from transformers import TrainingArguments
+
+    with pytest.raises(BertliteError, match="DistillationConfig"):
+        DistillationTrainer(model=tiny_model(), teacher_model=tiny_model(), args=TrainingArguments(output_dir=str(tmp_path)))
+
+
+def test_unlabelled_batches_use_soft_targets_only(tmp_path):
+    data = tiny_dataset().remove_columns(["labels"])
+    trainer = make_trainer(tmp_path, dataset=data, max_steps=2)
+    trainer.train()
+    logged = trainer.state.log_history[0]
+    assert "loss_logits" in logged and "loss_hard" not in logged
