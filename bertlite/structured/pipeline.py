@@ -49,6 +49,7 @@ def run_structured(args) -> str:
     from transformers import set_seed
 
     from ..compression_config import CompressionConfig
+    from ..distill import _distillation_params as distillation_params
     from ..data import load_task, tokenize
     from ..evaluation import accuracy
     from ..models import display_name, load_tokenizer, resolve_model_name
@@ -76,8 +77,8 @@ def run_structured(args) -> str:
     recovery_dir = os.path.join(output_dir, "recovery")
     training = {}
     if args.schedule == "gradual":
-        pruned, plan_summary = _gradual(args, model, tokenizer, tokenized, recovery_dir)
-        training = {"epochs": args.epochs, "learning_rate": args.learning_rate}
+        pruned, plan_summary, config = _gradual(args, model, tokenizer, tokenized, recovery_dir)
+        training = {"teacher": display_name(args.teacher or args.model), **distillation_params(config)}
     else:
         batches = None
         if args.criterion != "magnitude":
@@ -95,11 +96,12 @@ def run_structured(args) -> str:
             config = recovery_config(recovery_dir, epochs=args.epochs, learning_rate=args.learning_rate,
                                      batch_size=args.batch_size, seed=args.seed)
             pruned = distill(pruned, teacher, tokenizer, tokenized, config).model
-            training = {"epochs": args.epochs, "learning_rate": args.learning_rate,
-                        "teacher": display_name(args.teacher or args.model)}
+            training = {"teacher": display_name(args.teacher or args.model), **distillation_params(config)}
     if args.recover or args.schedule == "gradual":
         evaluate(pruned, "recovered")
 
+    if os.path.isdir(recovery_dir) and not os.listdir(recovery_dir):
+        os.rmdir(recovery_dir)  # training saved no checkpoint there
     after_shapes, params_after = layer_shapes(pruned), count_parameters(pruned)
     pruned.save_pretrained(output_dir)
     tokenizer.save_pretrained(output_dir)
@@ -111,7 +113,10 @@ def run_structured(args) -> str:
                     min_ffn_per_layer=args.min_ffn_per_layer, importance_examples=args.importance_examples,
                     removed=plan_summary, layer_num_attention_heads=[s.heads for s in after_shapes],
                     layer_intermediate_sizes=[s.ffn for s in after_shapes], parameters_before=params_before,
-                    parameters_after=params_after, **({"recovery": training} if training else {}))
+                    parameters_after=params_after)
+    if training:
+        purpose = "pruning while distilling (gradual)" if args.schedule == "gradual" else "recovery after structured pruning"
+        record.add_step("distillation", purpose=purpose, **training)
     record.metrics["structured_pruning"] = {**metrics, "parameters_before": params_before, "parameters_after": params_after}
     record.save_pretrained(output_dir)
 
@@ -146,4 +151,4 @@ def _gradual(args, model, tokenizer, tokenized, recovery_dir):
                   "history": callback.history}
     with torch.no_grad():
         pruned = callback.finalize(trainer.model)
-    return pruned, gates_plan
+    return pruned, gates_plan, config

@@ -24,7 +24,7 @@ def recovery_config(output_dir: str, *, epochs: float, learning_rate: float, bat
     values = dict(output_dir=output_dir, num_train_epochs=epochs, learning_rate=learning_rate,
                   per_device_train_batch_size=batch_size, per_device_eval_batch_size=batch_size, seed=seed,
                   attention_weight=0.0, eval_strategy="epoch", save_strategy="no", logging_steps=50, report_to=[],
-                  warmup_ratio=0.06)
+                  warmup_steps=0.1)  # a float below 1 is a share of the steps in transformers v5
     values.update(overrides)
     return DistillationConfig(**values)
 
@@ -33,9 +33,12 @@ def distill(student, teacher, tokenizer, tokenized, config, callbacks=()):
     """Train `student` toward `teacher` on tokenized train/validation splits. Returns the trainer (after training)."""
     from transformers import DataCollatorWithPadding
 
+    from ..teacher import accuracy_metric
+
     _, DistillationTrainer = distillation_classes()
     trainer = DistillationTrainer(model=student, teacher_model=teacher, args=config, train_dataset=tokenized["train"],
                                   eval_dataset=tokenized["validation"], processing_class=tokenizer,
-                                  data_collator=DataCollatorWithPadding(tokenizer), callbacks=list(callbacks))
+                                  data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=accuracy_metric,
+                                  callbacks=list(callbacks))
     trainer.train()
     return trainer
