@@ -8,7 +8,7 @@ from structured_fixtures import FFN, HEADS, LAYERS, tiny_batches, tiny_classifie
 
 from bertlite.errors import BertliteError
 from bertlite.structured import UnitGates, compute_importance
-from bertlite.structured.api import prune
+from bertlite.structured import prune
 from bertlite.structured.importance import magnitude_scores
 
 

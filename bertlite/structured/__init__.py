@@ -21,6 +21,9 @@ from .gates import LayerShape, UnitGates, layer_shapes  # noqa: E402
 from .importance import CRITERIA, ImportanceAccumulator, UnitScores, compute_importance  # noqa: E402
 from .selection import PruningPlan, plan_pruning  # noqa: E402
 from .surgery import describe_shapes, prune_gated, prune_model  # noqa: E402
+from .api import PruneResult, check_feasible, prune  # noqa: E402
+
+# GradualPruningCallback lives in bertlite.structured.callback (it imports transformers' Trainer machinery).
 
 __all__ = [
     "CRITERIA",
@@ -33,13 +36,16 @@ __all__ = [
     "BertliteModel",
     "ImportanceAccumulator",
     "LayerShape",
+    "PruneResult",
     "PruningPlan",
     "UnitGates",
     "UnitScores",
+    "check_feasible",
     "compute_importance",
     "describe_shapes",
     "layer_shapes",
     "plan_pruning",
+    "prune",
     "prune_gated",
     "prune_model",
 ]
