@@ -47,9 +47,10 @@ class DistillationConfig(TrainingArguments):
             raise BertliteError(f"stage_one_fraction must be in (0, 1), got {self.stage_one_fraction}.")
         if self.two_stage and self.embedding_weight + self.hidden_weight + self.attention_weight == 0:
             raise BertliteError("two_stage needs at least one intermediate loss (embedding, hidden or attention weight > 0).")
-        if self.two_stage and self.ddp_find_unused_parameters is None:
-            # In stage one the pooler and classifier get no gradient; DDP must be told to expect that.
-            self.ddp_find_unused_parameters = True
+        if self.ddp_find_unused_parameters is None:
+            # In two-stage stage one the pooler and classifier get no gradient, and DDP must be told to expect
+            # that; otherwise every parameter is used and the extra graph traversal would only cost time.
+            self.ddp_find_unused_parameters = self.two_stage
         parse_layer_map(self.layer_map)  # fail at parse time, not after the teacher was loaded
 
     @property

@@ -44,6 +44,7 @@ class DistillArguments:
     label_column: str = field(default="label", metadata={"help": "Label column for local files / Hub datasets."})
     max_train_examples: int | None = field(default=None, metadata={"help": "Use at most this many training examples (quick runs)."})
     max_eval_examples: int | None = field(default=None, metadata={"help": "Use at most this many validation/test examples (quick runs)."})
+    augmented: str | None = field(default=None, metadata={"help": "Folder written by `bertlite augment`: its examples are added to the training data and learned from the teacher's soft targets only (validation/test unchanged)."})
     fresh: bool = field(default=False, metadata={"help": "Ignore checkpoints in the output folder and start the distillation over."})
     measure_latency: bool = field(default=True, metadata={"help": "Measure teacher and student CPU latency (batch 8 x 128 and 1 x 128) for metrics.json."})
     trust_remote_code: bool = field(default=False, metadata={"help": "Allow custom modeling code from the teacher/student repos. Off by default: only enable for code you trust."})
@@ -55,6 +56,10 @@ class DistillArguments:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise BertliteError(f"{name} must be >= 1, got {value}.")
+        if self.augmented:  # fail now, not after the teacher was fine-tuned
+            from .augment.dataset import check_augmented_folder
+
+            check_augmented_folder(self.augmented)
         if self.student_layer_ids is not None:
             try:
                 self.layer_ids = [int(x) for x in str(self.student_layer_ids).replace(" ", "").split(",") if x != ""]
@@ -62,6 +67,29 @@ class DistillArguments:
                 raise BertliteError(f"student_layer_ids must be comma-separated integers, got {self.student_layer_ids!r}.") from err
         else:
             self.layer_ids = None
+
+
+def _check_shapes_early(args: DistillArguments, config: DistillationConfig) -> None:
+    """Catch an impossible student or layer map before minutes are spent fine-tuning the teacher."""
+    from transformers import AutoConfig
+
+    from .layer_map import resolve_layer_map
+    from .models import resolve_model_name
+
+    teacher_config = AutoConfig.from_pretrained(resolve_model_name(args.teacher), trust_remote_code=args.trust_remote_code)
+    if args.student:
+        student_layers = AutoConfig.from_pretrained(resolve_model_name(args.student), trust_remote_code=args.trust_remote_code).num_hidden_layers
+    else:
+        student_layers = len(args.layer_ids) if args.layer_ids is not None else args.student_layers or teacher_config.num_hidden_layers
+        narrower = any(v is not None for v in (args.student_hidden_size, args.student_intermediate_size, args.student_heads))
+        if not narrower and student_layers > teacher_config.num_hidden_layers:
+            raise BertliteError(f"--student_layers {student_layers}: a student initialised from teacher layers cannot be deeper "
+                                f"than the teacher ({teacher_config.num_hidden_layers} layers).")
+        bad = [i for i in (args.layer_ids or []) if not 0 <= i < teacher_config.num_hidden_layers]
+        if bad:
+            raise BertliteError(f"--student_layer_ids {bad} are outside the teacher's layers 0..{teacher_config.num_hidden_layers - 1}.")
+    if config.needs_hidden_states or config.needs_attentions:
+        resolve_layer_map(config.layer_map, student_layers, teacher_config.num_hidden_layers)
 
 
 def _load_teacher(path: str, num_labels: int, trust_remote_code: bool):
@@ -95,6 +123,7 @@ def run_distillation(args: DistillArguments, config: DistillationConfig, log=pri
                           max_eval_examples=args.max_eval_examples)
     log(f"Task {info.name}: {len(dsd['train'])} train / {len(dsd['validation'])} validation / {len(dsd['test'])} test examples ({info.source}).")
 
+    _check_shapes_early(args, config)
     teacher_path = finetuned_teacher(args.teacher, args.task, os.path.join(output_dir, "teacher"), epochs=args.teacher_epochs,
                                      learning_rate=args.teacher_learning_rate, max_length=args.max_length, seed=config.seed,
                                      max_train_examples=args.max_train_examples, trust_remote_code=args.trust_remote_code, log=log)
@@ -106,15 +135,25 @@ def run_distillation(args: DistillArguments, config: DistillationConfig, log=pri
     log(f"Student: {describe_shape(student)}")
 
     encoded = tokenize(dsd, tokenizer, args.max_length)
+    augmentation = None  # how the added training data was made, for compression_config.json
+    if args.augmented:
+        from .augment.dataset import with_augmented
+
+        encoded["train"], augmentation = with_augmented(
+            encoded["train"], args.augmented, tokenizer, max_length=args.max_length, task=args.task, is_pair=info.is_pair,
+            max_train_examples=args.max_train_examples, log=log)
     config.output_dir = os.path.join(output_dir, "checkpoints")
     if args.fresh and os.path.isdir(config.output_dir):
         shutil.rmtree(config.output_dir)
     last = get_last_checkpoint(config.output_dir) if os.path.isdir(config.output_dir) else None
     from .trainer import DistillationTrainer
 
+    from .hub.callback import ModelCardCallback
+
+    card_callback = ModelCardCallback()  # hyperparameters and eval history for the model card
     trainer = DistillationTrainer(model=student, teacher_model=teacher, args=config, train_dataset=encoded["train"],
                                   eval_dataset=encoded["validation"], data_collator=DataCollatorWithPadding(tokenizer),
-                                  processing_class=tokenizer, compute_metrics=accuracy_metric)
+                                  processing_class=tokenizer, compute_metrics=accuracy_metric, callbacks=[card_callback])
     if last:
         log(f"Resuming the distillation from {last} (pass --fresh to start over).")
     trainer.train(resume_from_checkpoint=last)
@@ -126,11 +165,13 @@ def run_distillation(args: DistillArguments, config: DistillationConfig, log=pri
     student.config.architectures = [type(student).__name__]
     student.save_pretrained(output_dir)  # safetensors; projections are not part of the student
     tokenizer.save_pretrained(output_dir)
+    card_callback.save(output_dir)
 
     record = CompressionConfig.load_or_new(None, base_model=display_name(args.teacher), task=info.name,
                                            dataset=info.source, split_note=info.split_note)
     record.add_step("distillation", teacher=display_name(args.teacher), student_shape=describe_shape(student),
-                    student_init=getattr(student, "bertlite_init", {"from": args.student}), **_distillation_params(config))
+                    student_init=getattr(student, "bertlite_init", {"from": args.student}), **_distillation_params(config),
+                    **({"augmentation": augmentation} if augmentation else {}))
     metrics = {"task": info.to_dict(), "teacher": {"model": display_name(args.teacher), **describe_shape(teacher)},
                "student": describe_shape(student)}
     log("Evaluating teacher and student on the test split...")

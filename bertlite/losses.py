@@ -21,10 +21,19 @@ def soft_logits_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
     return F.kl_div(log_p_student, log_p_teacher, log_target=True, reduction="batchmean") * t * t
 
 
+UNLABELLED = -100  # label of examples without a trusted gold label (e.g. augmented ones), as in Transformers
+
+
 def hard_label_loss(student_logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy (MSE for one output) on the gold labels, summed over labelled examples and divided by the
+    batch size: unlabelled examples (label -100) contribute nothing, and a batch that is half augmented gets half
+    the hard-label signal rather than the same signal from fewer examples."""
+    labelled = labels != UNLABELLED
     if student_logits.shape[-1] == 1:
-        return F.mse_loss(student_logits.squeeze(-1).float(), labels.float())
-    return F.cross_entropy(student_logits.float(), labels.long())
+        per_example = (student_logits.squeeze(-1).float() - labels.float()).pow(2)
+    else:
+        per_example = F.cross_entropy(student_logits.float(), labels.long().clamp_min(0), reduction="none")
+    return (per_example * labelled).sum() / max(labels.shape[0], 1)
 
 
 def _token_weights(mask: torch.Tensor | None, batch: int, length: int, like: torch.Tensor) -> torch.Tensor:

@@ -76,7 +76,7 @@ def finetuned_teacher(teacher: str, task: str, output_dir: str, *, epochs: float
     if interrupt.interrupted:
         raise KeyboardInterrupt
     metrics = trainer.evaluate()
-    trainer.save_model(output_dir)
+    trainer.model.save_pretrained(output_dir)  # safetensors only (Trainer.save_model adds a pickled training_args.bin)
     tokenizer.save_pretrained(output_dir)
     with open(marker, "w") as f:
         json.dump({"settings": settings, "validation_accuracy": metrics.get("eval_accuracy")}, f, indent=2)

@@ -20,7 +20,7 @@ from .callbacks import SaveOnInterruptCallback
 from .config import DistillationConfig
 from .errors import BertliteError
 from .layer_map import resolve_layer_map
-from .losses import attention_loss, hard_label_loss, hidden_state_loss, soft_logits_loss
+from .losses import UNLABELLED, attention_loss, hard_label_loss, hidden_state_loss, soft_logits_loss
 from .student import check_same_vocabulary
 
 PROJECTIONS_FILE = "bertlite_projections.safetensors"
@@ -78,6 +78,13 @@ class DistillationTrainer(Trainer):
         if not isinstance(args, DistillationConfig):
             raise BertliteError("DistillationTrainer's args must be a bertlite DistillationConfig (it extends TrainingArguments).")
         check_same_vocabulary(model.config, teacher_model.config)
+        if args.logit_weight > 0 or args.hard_label_weight > 0:
+            # A base encoder (e.g. BertModel, for general distillation) has no logits to learn from or to score.
+            for role, m in (("student", model), ("teacher", teacher_model)):
+                if getattr(m, "base_model", None) is m:
+                    raise BertliteError(f"The {role} is a base encoder ({type(m).__name__}) without a prediction layer: set "
+                                        "logit_weight=0 and hard_label_weight=0 (general distillation), or use a "
+                                        "sequence-classification model.")
         s_cfg, t_cfg = model.config, teacher_model.config
         if args.needs_hidden_states or args.needs_attentions:
             self.layer_pairs = resolve_layer_map(args.layer_map, s_cfg.num_hidden_layers, t_cfg.num_hidden_layers)
@@ -138,8 +145,8 @@ class DistillationTrainer(Trainer):
         parts: dict[str, tuple[float, torch.Tensor]] = {}
         if prediction and args.logit_weight > 0:
             parts["logits"] = (args.logit_weight, soft_logits_loss(student_out.logits, teacher_out.logits, args.temperature))
-        # Augmented or unlabelled batches carry no trustworthy labels (-100 or absent): soft targets only.
-        if prediction and args.hard_label_weight > 0 and labels is not None and bool((labels >= 0).all()):
+        # Augmented or unlabelled examples carry no trustworthy label (-100 or absent): soft targets only for them.
+        if prediction and args.hard_label_weight > 0 and labels is not None and bool((labels != UNLABELLED).any()):
             parts["hard"] = (args.hard_label_weight, hard_label_loss(student_out.logits, labels))
         if want_hidden and args.embedding_weight > 0:
             parts["embeddings"] = (args.embedding_weight, hidden_state_loss(

@@ -97,3 +97,11 @@ def test_unknown_kinds_raise():
         hidden_state_loss(torch.zeros(1, 1, 1), torch.zeros(1, 1, 1), kind="l1")
     with pytest.raises(ValueError):
         attention_loss(_attn(), _attn(), kind="js")
+
+
+def test_hard_label_loss_ignores_unlabelled_examples_and_scales_by_their_share():
+    logits = torch.tensor([[2.0, 0.0], [0.0, 5.0]])
+    ce0 = -math.log(math.exp(2) / (math.exp(2) + 1))
+    # The second example is augmented (label -100): only the first counts, weighted by its share of the batch.
+    assert hard_label_loss(logits, torch.tensor([0, -100])).item() == pytest.approx(ce0 / 2, rel=1e-6)
+    assert hard_label_loss(logits, torch.tensor([-100, -100])).item() == 0.0

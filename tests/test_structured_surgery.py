@@ -162,6 +162,29 @@ def test_remote_code_loads_without_bertlite(tmp_path):
     torch.testing.assert_close(torch.tensor(json.loads(line[len("LOGITS"):])), expected, atol=1e-6, rtol=0)
 
 
+@pytest.mark.parametrize("first_import", [
+    "from transformers import AutoModelForSequenceClassification",
+    "from transformers import BertConfig",  # transformers' own import chain loads the Auto classes half-way
+])
+def test_import_bertlite_is_torch_free_and_still_registers_the_auto_classes(tmp_path, first_import):
+    folder = tmp_path / "pruned"
+    prune_model(tiny_classifier(), heads={0: [1]}).save_pretrained(folder)
+    script = textwrap.dedent(f"""
+        import sys, warnings
+        warnings.simplefilter("error", UserWarning)  # a failed registration warns: make it fail the test
+        import bertlite
+        assert "torch" not in sys.modules, "import bertlite must stay cheap"
+        {first_import}
+        from transformers import AutoModelForSequenceClassification
+        model = AutoModelForSequenceClassification.from_pretrained({str(folder)!r})
+        print("CLASS", type(model).__module__, type(model).__name__)
+    """)
+    env = {**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(bertlite.__file__)), "OMP_WAIT_POLICY": "PASSIVE"}
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "CLASS bertlite.structured.modeling_bertlite BertliteForSequenceClassification" in result.stdout
+
+
 def test_unsupported_models_are_refused():
     from transformers import RobertaConfig, RobertaForSequenceClassification
 

@@ -62,6 +62,10 @@ def parse_command(command: str, argv: list[str]):
     from ..errors import BertliteError
 
     parser, module = build_parser(command)
+    # A command may take its main argument first, without its flag (`bertlite push DIR`): POSITIONAL names the field.
+    positional = getattr(module, "POSITIONAL", None)
+    if positional and argv and not argv[0].startswith("-"):
+        argv = [f"--{positional}", argv[0], *argv[1:]]
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--config", default=None)
     known, _ = pre.parse_known_args(argv)

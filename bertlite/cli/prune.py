@@ -29,10 +29,14 @@ class PruneArguments:
     """Every option of `bertlite prune`, for both pruning families.
 
     Fields by owner (all have defaults, so each family ignores the other's):
-      shared ........ model, output_dir, method, task, scope, recover, teacher, epochs, learning_rate, batch_size,
-                      max_length, seed, max_train_examples, max_eval_examples, evaluate, trust_remote_code
-      structured .... heads, ffn, criterion, min_heads_per_layer, min_ffn_per_layer, importance_examples, schedule
-      weight-level .. sparsity, iterations, rewind_step, include_embeddings, include_classifier
+      shared ........ model, output_dir, method, task, scope, recover, teacher, epochs, recovery_steps, learning_rate,
+                      batch_size, max_length, seed, max_train_examples, max_eval_examples, evaluate,
+                      importance_examples, trust_remote_code
+      structured .... heads, ffn, criterion, min_heads_per_layer, min_ffn_per_layer, schedule
+      weight-level .. sparsity, iterations, rewind_step, include_embeddings, include_classifier, obd_batch_size,
+                      allow_layer_collapse
+
+    `None` (epochs, importance_examples, iterations) means "the family's / method's own default".
 
     `method` is filled in by validation: "structured" when --heads/--ffn are given, "magnitude" when only --sparsity
     is, so consumers can rely on it being one of METHODS. Range checks of the weight-level fields beyond the basic
@@ -47,7 +51,8 @@ class PruneArguments:
     scope: str = field(default="global", metadata={"help": "Ranking scope: 'global' (across all layers) or 'layer' (every layer loses the same share)."})
     recover: bool = field(default=False, metadata={"help": "After pruning, recover accuracy by distilling from --teacher (default: the unpruned model)."})
     teacher: str | None = field(default=None, metadata={"help": "Teacher for recovery distillation (default: the unpruned --model)."})
-    epochs: float = field(default=3.0, metadata={"help": "Training epochs for recovery (or for gradual pruning); > 0."})
+    epochs: float | None = field(default=None, metadata={"help": "Training epochs of recovery / gradual pruning / retraining rounds; > 0. Default: 2 for structured pruning, 1 for weight-level methods."})
+    recovery_steps: int = field(default=-1, metadata={"help": "When > 0: optimizer steps of each recovery / retraining run instead of --epochs."})
     learning_rate: float = field(default=5e-5, metadata={"help": "Learning rate for recovery / gradual pruning; > 0."})
     batch_size: int = field(default=32, metadata={"help": "Batch size for importance scoring, training and evaluation; >= 1."})
     max_length: int = field(default=128, metadata={"help": "Maximum tokens per example; >= 8."})
@@ -63,15 +68,17 @@ class PruneArguments:
     criterion: str = field(default="taylor", metadata={"help": "Importance: 'taylor' (|dL/dgate|, Michel et al. 2019), 'fisher' (OBD saliency with empirical Fisher), 'magnitude' (weight norms, no data)."})
     min_heads_per_layer: int = field(default=1, metadata={"help": "Heads every layer keeps; 0 allows removing whole attention blocks."})
     min_ffn_per_layer: int | None = field(default=None, metadata={"help": "FFN neurons every layer keeps (default: 1/16 of the unpruned width); 0 allows removing whole FFN blocks."})
-    importance_examples: int = field(default=1024, metadata={"help": "Training examples used to score importance (taylor, fisher); >= 1."})
+    importance_examples: int | None = field(default=None, metadata={"help": "Training examples that score importance; >= 1. Default: 1024 for structured taylor/fisher, 256 for obd."})
     schedule: str = field(default="oneshot", metadata={"help": "'oneshot': score, prune, then (with --recover) distill; 'gradual': prune step by step while distilling from the teacher."})
 
     # ----- weight-level pruning (bertlite.sparse) -----------------------------------------------------------------
     sparsity: float | None = field(default=None, metadata={"help": "Weight-level methods: fraction of prunable weights set to zero, in [0, 1)."})
-    iterations: int = field(default=1, metadata={"help": "Weight-level methods: pruning rounds (lth: train-prune-rewind cycles; synflow: scoring iterations); >= 1."})
+    iterations: int | None = field(default=None, metadata={"help": "Weight-level methods: pruning rounds (lth: train-prune-rewind cycles; synflow: scoring iterations); >= 1. Default: the method's own."})
     rewind_step: int = field(default=0, metadata={"help": "lth: optimizer step whose weights the survivors are rewound to (0 = initial weights); >= 0."})
     include_embeddings: bool = field(default=False, metadata={"help": "Weight-level methods: also prune embedding matrices."})
     include_classifier: bool = field(default=False, metadata={"help": "Weight-level methods: also prune the pooler and classifier."})
+    obd_batch_size: int = field(default=1, metadata={"help": "obd: examples per gradient when estimating the Fisher diagonal (1 = per example); >= 1."})
+    allow_layer_collapse: bool = field(default=False, metadata={"help": "Weight-level methods: warn instead of refusing when a layer would be pruned entirely (structured pruning: see --min_heads_per_layer)."})
 
     def __post_init__(self):
         from ..structured.selection import check_target
@@ -110,9 +117,11 @@ class PruneArguments:
             raise BertliteError(f"--schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}.")
         if self.min_heads_per_layer < 0 or (self.min_ffn_per_layer is not None and self.min_ffn_per_layer < 0):
             raise BertliteError("--min_heads_per_layer and --min_ffn_per_layer must be >= 0.")
-        checks = {"epochs": self.epochs > 0, "learning_rate": self.learning_rate > 0, "batch_size": self.batch_size >= 1,
-                  "max_length": self.max_length >= 8, "importance_examples": self.importance_examples >= 1,
-                  "iterations": self.iterations >= 1, "rewind_step": self.rewind_step >= 0}
+        checks = {"epochs": self.epochs is None or self.epochs > 0, "learning_rate": self.learning_rate > 0,
+                  "batch_size": self.batch_size >= 1, "max_length": self.max_length >= 8,
+                  "importance_examples": self.importance_examples is None or self.importance_examples >= 1,
+                  "iterations": self.iterations is None or self.iterations >= 1, "rewind_step": self.rewind_step >= 0,
+                  "obd_batch_size": self.obd_batch_size >= 1}
         for name, ok in checks.items():
             if not ok:
                 raise BertliteError(f"--{name} is out of range: {getattr(self, name)} (see `bertlite prune --help`).")

@@ -44,6 +44,10 @@ def count_parameters(model) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+DEFAULT_EPOCHS = 2.0
+DEFAULT_IMPORTANCE_EXAMPLES = 1024
+
+
 def run_structured(args) -> str:
     """Run `bertlite prune` for structured pruning (`args`: bertlite.cli.prune.PruneArguments). Returns the output folder."""
     from transformers import set_seed
@@ -82,7 +86,8 @@ def run_structured(args) -> str:
     else:
         batches = None
         if args.criterion != "magnitude":
-            batches = importance_loader(tokenized["train"], tokenizer, args.importance_examples, args.batch_size, args.seed)
+            batches = importance_loader(tokenized["train"], tokenizer, args.importance_examples or DEFAULT_IMPORTANCE_EXAMPLES,
+                                        args.batch_size, args.seed)
         result = prune(model, heads=args.heads, ffn=args.ffn, criterion=args.criterion, scope=args.scope, batches=batches,
                        min_heads_per_layer=args.min_heads_per_layer, min_ffn_per_layer=args.min_ffn_per_layer)
         pruned = result.model
@@ -93,8 +98,7 @@ def run_structured(args) -> str:
             teacher = _teacher(args, model, info.num_labels)
             from .recovery import distill, recovery_config
 
-            config = recovery_config(recovery_dir, epochs=args.epochs, learning_rate=args.learning_rate,
-                                     batch_size=args.batch_size, seed=args.seed)
+            config = recovery_config(recovery_dir, **training_settings(args))
             pruned = distill(pruned, teacher, tokenizer, tokenized, config).model
             training = {"teacher": display_name(args.teacher or args.model), **distillation_params(config)}
     if args.recover or args.schedule == "gradual":
@@ -110,7 +114,8 @@ def run_structured(args) -> str:
                                            task=info.name, dataset=info.source, split_note=info.split_note)
     record.add_step("structured_pruning", heads=args.heads, ffn=args.ffn, criterion=args.criterion, scope=args.scope,
                     schedule=args.schedule, min_heads_per_layer=args.min_heads_per_layer,
-                    min_ffn_per_layer=args.min_ffn_per_layer, importance_examples=args.importance_examples,
+                    min_ffn_per_layer=args.min_ffn_per_layer,
+                    importance_examples=None if args.criterion == "magnitude" else args.importance_examples or DEFAULT_IMPORTANCE_EXAMPLES,
                     removed=plan_summary, layer_num_attention_heads=[s.heads for s in after_shapes],
                     layer_intermediate_sizes=[s.ffn for s in after_shapes], parameters_before=params_before,
                     parameters_after=params_after)
@@ -124,6 +129,14 @@ def run_structured(args) -> str:
     print(f"parameters: {params_before:,} -> {params_after:,} ({params_after / params_before:.1%})")
     print(f"saved to {output_dir}")
     return output_dir
+
+
+def training_settings(args) -> dict:
+    settings = dict(epochs=args.epochs or DEFAULT_EPOCHS, learning_rate=args.learning_rate, batch_size=args.batch_size,
+                    seed=args.seed)
+    if getattr(args, "recovery_steps", -1) > 0:
+        settings["max_steps"] = args.recovery_steps
+    return settings
 
 
 def _teacher(args, unpruned, num_labels: int):
@@ -143,8 +156,7 @@ def _gradual(args, model, tokenizer, tokenized, recovery_dir):
     student = copy.deepcopy(model)
     callback = GradualPruningCallback(heads=args.heads, ffn=args.ffn, criterion=args.criterion, scope=args.scope,
                                       min_heads_per_layer=args.min_heads_per_layer, min_ffn_per_layer=args.min_ffn_per_layer)
-    config = recovery_config(recovery_dir, epochs=args.epochs, learning_rate=args.learning_rate, batch_size=args.batch_size,
-                             seed=args.seed)
+    config = recovery_config(recovery_dir, **training_settings(args))
     trainer = distill(student, teacher, tokenizer, tokenized, config, callbacks=[callback])
     gates_plan = {"heads": {str(k): v for k, v in callback.gates.masked_heads().items() if v},
                   "ffn_removed_per_layer": [len(v) for _, v in sorted(callback.gates.masked_neurons().items())],

@@ -1,4 +1,5 @@
-"""Registering `model_type: "bertlite"` with transformers' Auto classes (runs at `import bertlite`)."""
+"""Registering `model_type: "bertlite"` with transformers' Auto classes. Importing this module registers them;
+`autoregister` imports it as soon as transformers' Auto classes load after `import bertlite`."""
 
 from __future__ import annotations
 
@@ -41,3 +42,7 @@ def register_auto_classes() -> None:
     for auto_class, model_class in AUTO_CLASSES.items():
         auto_class.register(BertliteConfig, model_class, exist_ok=True)
         model_class.register_for_auto_class(auto_class.__name__)
+
+
+register_auto_classes()
+REGISTERED = True  # last line: autoregister reads its absence as "this module is still being imported"

@@ -1,0 +1,39 @@
+"""`bertlite push DIR --repo-id ORG/NAME`: publish a compressed model folder on the Hub with a model card."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+HELP = "Upload a compressed model folder (safetensors, tokenizer, configs) to the Hugging Face Hub with a generated model card."
+# `bertlite push DIR ...`: the first argument, when it is not a flag, is the folder (see cli.parse_command).
+POSITIONAL = "folder"
+
+
+@dataclass
+class PushArguments:
+    folder: str = field(default=None, metadata={"help": "The model folder made by a bertlite command (it holds compression_config.json). Can be given first, without the flag."})
+    repo_id: str = field(default=None, metadata={"help": "Hub repo to push to, ORG/NAME (or NAME for your own account). Created if missing."})
+    private: bool = field(default=False, metadata={"help": "Create the repo as private (an existing repo keeps its visibility)."})
+    revision: str = field(default=None, metadata={"help": "Branch to push to, created from main if missing; main when not given."})
+    commit_message: str = field(default=None, metadata={"help": "Commit message; 'Upload compressed model with bertlite VERSION' when not given."})
+    license: str = field(default=None, metadata={"help": "License of the base model for the card metadata, e.g. apache-2.0 (known for bertlite's model aliases, else 'unknown')."})
+    no_card: bool = field(default=False, metadata={"help": "Push the folder's own README.md instead of generating the model card."})
+
+    def __post_init__(self):
+        if not self.folder:
+            raise ValueError("Give the model folder to push: bertlite push DIR --repo-id ORG/NAME (or --folder DIR).")
+        if not self.repo_id:
+            raise ValueError("Give the Hub repo to push to with --repo-id ORG/NAME.")
+
+
+DATACLASSES = (PushArguments,)
+
+
+def run(args: PushArguments) -> int:
+    from ..hub import push_compressed
+
+    # The token comes from HF_TOKEN or `hf auth login`, never from a flag: flags end up in shell history and logs.
+    result = push_compressed(args.folder, args.repo_id, private=args.private, revision=args.revision,
+                             commit_message=args.commit_message, license=args.license, model_card=not args.no_card)
+    print(result.summary())
+    return 0

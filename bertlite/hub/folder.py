@@ -1,0 +1,209 @@
+"""What a saved bertlite model folder holds: its files, config, compression record and weight shapes.
+
+Push, load and the model card all look at a folder through `ModelFolder`, so "which files travel to the Hub" and
+"what does this folder contain" are decided in one place. Reading weight shapes parses the safetensors header only
+(no tensor is loaded), so a card for a large model costs milliseconds.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import os
+import re
+import struct
+from dataclasses import dataclass, field
+from functools import cached_property
+
+from ..compression_config import CONFIG_NAME as COMPRESSION_CONFIG_NAME
+from ..compression_config import CompressionConfig
+from ..errors import BertliteError
+
+CARD_NAME = "README.md"
+# Files that travel with a model. Top-level only: checkpoint-*/ and runs/ folders from training stay local.
+UPLOAD_PATTERNS = (
+    "*.safetensors",  # weights (and *.safetensors.index.json below for sharded ones)
+    "*.json",  # config, tokenizer, compression_config.json, metrics.json, quantization configs
+    "*.txt",  # vocab.txt, merges.txt
+    "*.model",  # sentencepiece tokenizers
+    "*.jinja",  # chat templates
+    "*.py",  # modeling code for trust_remote_code
+    CARD_NAME,
+)
+# Pickle files execute code when loaded: bertlite never uploads or downloads them.
+PICKLE_PATTERNS = ("*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl", "*.pickle")
+# Files that only a training run needs; harmless but useless to a model user.
+LOCAL_ONLY_FILES = ("trainer_state.json", "training_args.json", "optimizer.json", "scheduler.json", "rng_state.json")
+WEIGHT_PATTERNS = ("*.safetensors", "*.safetensors.index.json", *PICKLE_PATTERNS)
+
+_LAYER_QUERY = re.compile(r"(?:^|\.)layer\.(\d+)\.attention\.self\.query\.(?:weight|weight_int8|qweight)$")
+_LAYER_FFN = re.compile(r"(?:^|\.)layer\.(\d+)\.intermediate\.dense\.(?:weight|weight_int8|qweight)$")
+
+
+def matches(name: str, patterns) -> bool:
+    return any(fnmatch.fnmatch(name, p) for p in patterns)
+
+
+def read_safetensors_header(path: str) -> dict:
+    """The JSON header of a .safetensors file: {tensor name: {"dtype", "shape", "data_offsets"}, "__metadata__"}."""
+    with open(path, "rb") as f:
+        raw = f.read(8)
+        if len(raw) != 8:
+            raise BertliteError(f"{path} is not a safetensors file (too short).")
+        (length,) = struct.unpack("<Q", raw)
+        if length > 100_000_000:
+            raise BertliteError(f"{path} is not a safetensors file (header length {length}).")
+        try:
+            return json.loads(f.read(length))
+        except json.JSONDecodeError as err:
+            raise BertliteError(f"{path} is not a valid safetensors file: {err}") from err
+
+
+@dataclass
+class LayerShape:
+    index: int
+    heads: int | None
+    head_dim: int | None
+    ffn: int | None
+
+
+@dataclass
+class ModelFolder:
+    path: str
+    files: list[str] = field(default_factory=list)  # top-level regular files, sorted
+
+    @classmethod
+    def inspect(cls, path: str) -> "ModelFolder":
+        path = os.fspath(path)
+        if not os.path.isdir(path):
+            raise BertliteError(f"The model folder {path!r} does not exist." if not os.path.exists(path) else f"{path!r} is not a folder.")
+        files = sorted(f for f in os.listdir(path) if os.path.isfile(os.path.join(path, f)))
+        return cls(path=path, files=files)
+
+    def has(self, name: str) -> bool:
+        return name in self.files
+
+    def file(self, name: str) -> str:
+        return os.path.join(self.path, name)
+
+    def read_json(self, name: str) -> dict | None:
+        if not self.has(name):
+            return None
+        try:
+            with open(self.file(name)) as f:
+                return json.load(f)
+        except json.JSONDecodeError as err:
+            raise BertliteError(f"{self.file(name)} is not valid JSON: {err}") from err
+
+    @cached_property
+    def config(self) -> dict:
+        return self.read_json("config.json") or {}
+
+    @cached_property
+    def compression(self) -> CompressionConfig | None:
+        return CompressionConfig.from_pretrained(self.path) if self.has(COMPRESSION_CONFIG_NAME) else None
+
+    @property
+    def made_by_bertlite(self) -> bool:
+        return self.compression is not None
+
+    @property
+    def methods(self) -> list[str]:
+        return self.compression.methods if self.compression else []
+
+    @property
+    def model_type(self) -> str | None:
+        return self.config.get("model_type")
+
+    @property
+    def architecture(self) -> str | None:
+        archs = self.config.get("architectures") or []
+        return archs[0] if archs else None
+
+    def require_bertlite(self, where: str | None = None) -> CompressionConfig:
+        if self.compression is None:
+            raise BertliteError(
+                f"{where or self.path!r} was not made by bertlite: it has no {COMPRESSION_CONFIG_NAME}. "
+                "Load a plain Transformers model with `AutoModel...from_pretrained`, or run a bertlite command "
+                "(distill, prune, quantize) to produce a compressed model."
+            )
+        return self.compression
+
+    # ----- weights -----
+    @property
+    def safetensors_files(self) -> list[str]:
+        return [f for f in self.files if f.endswith(".safetensors")]
+
+    @property
+    def pickle_files(self) -> list[str]:
+        return [f for f in self.files if matches(f, PICKLE_PATTERNS)]
+
+    @cached_property
+    def tensors(self) -> dict[str, dict]:
+        """{name: {"dtype", "shape"}} over all safetensors files."""
+        out = {}
+        for name in self.safetensors_files:
+            header = read_safetensors_header(self.file(name))
+            out.update({k: v for k, v in header.items() if k != "__metadata__"})
+        return out
+
+    @property
+    def num_parameters(self) -> int:
+        total = 0
+        for info in self.tensors.values():
+            n = 1
+            for d in info["shape"]:
+                n *= d
+            total += n
+        return total
+
+    @property
+    def weight_dtypes(self) -> list[str]:
+        return sorted({info["dtype"] for info in self.tensors.values()})
+
+    @property
+    def weights_size_mb(self) -> float:
+        return sum(os.path.getsize(self.file(f)) for f in self.safetensors_files) / 1e6
+
+    def layer_shapes(self) -> list[LayerShape]:
+        """Per encoder layer: attention heads, head size and FFN width, read from the weight shapes.
+
+        Pruned layers differ from each other, so the config's single `num_attention_heads` is not enough. The head
+        size is the unpruned one (hidden_size / num_attention_heads) because pruning removes whole heads.
+        """
+        hidden, heads = self.config.get("hidden_size"), self.config.get("num_attention_heads")
+        head_dim = self.config.get("attention_head_size") or (hidden // heads if hidden and heads else None)
+        query, ffn = {}, {}
+        for name, info in self.tensors.items():
+            if m := _LAYER_QUERY.search(name):
+                query[int(m.group(1))] = info["shape"][0]
+            elif m := _LAYER_FFN.search(name):
+                ffn[int(m.group(1))] = info["shape"][0]
+        layers = []
+        for i in sorted(set(query) | set(ffn)):
+            width = query.get(i)
+            layers.append(LayerShape(index=i, heads=(width // head_dim) if width is not None and head_dim else None,
+                                     head_dim=head_dim, ffn=ffn.get(i)))
+        if not layers and self.config.get("num_hidden_layers"):
+            # Weights with other names (a format bertlite does not parse): fall back on the config.
+            layers = [LayerShape(i, heads, head_dim, self.config.get("intermediate_size"))
+                      for i in range(self.config["num_hidden_layers"])]
+        return layers
+
+    # ----- what travels -----
+    def upload_plan(self, extra_patterns=()) -> tuple[list[str], list[str]]:
+        """(files to upload, files left local). Refuses a folder whose only weights are pickles."""
+        if not self.safetensors_files:
+            if self.pickle_files:
+                raise BertliteError(
+                    f"{self.path!r} holds only pickle weights ({', '.join(self.pickle_files)}), which run code when "
+                    "loaded; bertlite uploads safetensors only. Re-save the model with "
+                    "`model.save_pretrained(folder)` (safetensors is the default) and push again."
+                )
+            raise BertliteError(f"{self.path!r} holds no weights (*.safetensors).")
+        patterns = (*UPLOAD_PATTERNS, *extra_patterns)
+        upload, local = [], []
+        for name in self.files:
+            keep = matches(name, patterns) and not matches(name, PICKLE_PATTERNS) and name not in LOCAL_ONLY_FILES
+            (upload if keep else local).append(name)
+        return upload, local

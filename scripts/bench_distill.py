@@ -1,0 +1,173 @@
+"""Distillation benchmark on the embedded default (packaged all-MiniLM-L6-v2 teacher, rotten_tomatoes).
+
+Prints, measured in this one run:
+1. step-time overhead: distillation step / (teacher forward + plain student training step), same batch,
+   interleaved so a busy neighbour slows all three alike (goal <= 1.15);
+2. test accuracy over several seeds (mean +- std): fine-tuned teacher, the distilled 3-layer student
+   (`bertlite distill` defaults), and the same student trained on the labels alone without a teacher
+   (goal: student >= 97% of the teacher, and above the no-teacher student).
+
+    python scripts/bench_distill.py                 # full run (3 seeds; about an hour on 2 quiet cores)
+    python scripts/bench_distill.py --quick         # smoke run on a slice of the data
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import torch  # noqa: E402
+from transformers import AutoModelForSequenceClassification, DataCollatorWithPadding, Trainer, TrainingArguments  # noqa: E402
+
+from bertlite.cli.distill import DistillTrainingArguments  # noqa: E402
+from bertlite.data import load_task, tokenize  # noqa: E402
+from bertlite.distill import DistillArguments, run_distillation  # noqa: E402
+from bertlite.evaluation import accuracy  # noqa: E402
+from bertlite.models import load_tokenizer, resolve_model_name  # noqa: E402
+from bertlite.student import build_student  # noqa: E402
+from bertlite.teacher import accuracy_metric, finetuned_teacher  # noqa: E402
+from bertlite.trainer import DistillationTrainer  # noqa: E402
+
+
+def step_overhead(rounds: int, batch_size: int, attention: bool) -> dict:
+    tokenizer = load_tokenizer("minilm")
+    dsd, _ = load_task("rotten_tomatoes")
+    texts = dsd["train"]["text"][:batch_size]
+    batch = dict(tokenizer(texts, padding=True, truncation=True, max_length=128, return_tensors="pt"))
+    batch["labels"] = torch.tensor(dsd["train"]["label"][:batch_size])
+    teacher = AutoModelForSequenceClassification.from_pretrained(resolve_model_name("minilm"), num_labels=2).eval()
+    plain = build_student(teacher, num_layers=3).train()
+    distilled = build_student(teacher, num_layers=3).train()
+    config = DistillTrainingArguments(output_dir="/tmp/bertlite-bench-step", report_to="none", use_cpu=True, eval_strategy="no",
+                                      attention_weight=1.0 if attention else 0.0, save_on_interrupt=False)
+    trainer = DistillationTrainer(model=distilled, teacher_model=teacher, args=config)
+    opt_plain = torch.optim.AdamW(plain.parameters(), lr=1e-5)
+    opt_distill = torch.optim.AdamW(list(distilled.parameters()) + list(trainer.projections.parameters()), lr=1e-5)
+    if attention:  # the baseline must run the same attention kernel as the student it is compared with
+        plain.set_attn_implementation("eager")
+
+    def teacher_forward():
+        with torch.no_grad():
+            teacher(**{k: v for k, v in batch.items() if k != "labels"})
+
+    def plain_step():
+        loss = plain(**batch).loss
+        loss.backward()
+        opt_plain.step()
+        opt_plain.zero_grad()
+
+    def distill_step():
+        loss = trainer.compute_loss(distilled, batch)
+        loss.backward()
+        opt_distill.step()
+        opt_distill.zero_grad()
+
+    timings = {"teacher_forward": [], "plain_step": [], "distill_step": []}
+    funcs = {"teacher_forward": teacher_forward, "plain_step": plain_step, "distill_step": distill_step}
+    for fn in funcs.values():  # warm-up
+        fn()
+    for _ in range(rounds):
+        for name, fn in funcs.items():
+            start = time.perf_counter()
+            fn()
+            timings[name].append(time.perf_counter() - start)
+    med = {k: statistics.median(v) * 1000 for k, v in timings.items()}
+    med["ratio"] = med["distill_step"] / (med["teacher_forward"] + med["plain_step"])
+    med["seq_len"] = int(batch["input_ids"].shape[1])
+    return med
+
+
+def train_without_teacher(seed: int, teacher_path: str, out: str, epochs: float, max_train: int | None, max_eval: int | None) -> float:
+    """The same 3-layer student (same initial weights), trained on the labels alone with plain Trainer."""
+    tokenizer = load_tokenizer("minilm")
+    dsd, _ = load_task("rotten_tomatoes", max_train_examples=max_train, max_eval_examples=max_eval)
+    teacher = AutoModelForSequenceClassification.from_pretrained(teacher_path)
+    defaults = DistillTrainingArguments(output_dir=out)
+    student = build_student(teacher, num_layers=3, seed=seed)
+    args = TrainingArguments(output_dir=out, num_train_epochs=epochs, learning_rate=defaults.learning_rate,
+                             per_device_train_batch_size=defaults.per_device_train_batch_size, warmup_steps=defaults.warmup_steps,
+                             eval_strategy="no", save_strategy="no", logging_steps=50, seed=seed, report_to="none")
+    encoded = tokenize(dsd, tokenizer, 128)
+    trainer = Trainer(model=student, args=args, train_dataset=encoded["train"], data_collator=DataCollatorWithPadding(tokenizer),
+                      compute_metrics=accuracy_metric)
+    trainer.train()
+    return accuracy(trainer.model, tokenizer, dsd["test"])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--output-dir", default="bench-out/distill")
+    parser.add_argument("--quick", action="store_true", help="tiny slices of the data, 1 epoch, 1 seed: checks the script runs")
+    parser.add_argument("--skip-accuracy", action="store_true")
+    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--shared-teacher", default=None, metavar="DIR",
+                        help="use this fine-tuned teacher folder for every seed instead of fine-tuning one per seed "
+                             "(e.g. the teacher/ folder a default `bertlite distill` run wrote); saves ~40%% of the time")
+    args = parser.parse_args()
+    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    started = time.time()
+    max_train = 128 if args.quick else None
+    max_eval = 64 if args.quick else None
+    seeds = args.seeds[:1] if args.quick else args.seeds
+
+    print("== 1. Step time (batch 32 rotten_tomatoes sentences, 3-layer student, median of interleaved rounds)")
+    rounds = 3 if args.quick else args.rounds
+    results = {"step": {}}
+    for attention in (False, True):
+        m = step_overhead(rounds, 32, attention)
+        label = "default losses (logits, labels, hidden)" if not attention else "with attention loss (eager attention)"
+        results["step"][label] = m
+        print(f"{label:44s} teacher fwd {m['teacher_forward']:.0f} ms + plain student step {m['plain_step']:.0f} ms; "
+              f"distillation step {m['distill_step']:.0f} ms -> ratio {m['ratio']:.3f} (goal <= 1.15)")
+
+    if not args.skip_accuracy:
+        print(f"\n== 2. Test accuracy on rotten_tomatoes over seeds {seeds}")
+        rows = {"teacher": [], "distilled": [], "no_teacher": []}
+        for seed in seeds:
+            out = os.path.join(args.output_dir, f"seed{seed}")
+            teacher_epochs = 1.0 if args.quick else DistillArguments().teacher_epochs
+            distill_args = DistillArguments(max_train_examples=max_train, max_eval_examples=max_eval, teacher_epochs=teacher_epochs,
+                                            measure_latency=False, teacher=args.shared_teacher or "minilm")
+            config = DistillTrainingArguments(output_dir=out, seed=seed, report_to="none")
+            if args.quick:
+                config.num_train_epochs = 1
+            metrics = run_distillation(distill_args, config, log=lambda *a: None)
+            rows["teacher"].append(metrics["teacher"]["test_accuracy"])
+            rows["distilled"].append(metrics["student"]["test_accuracy"])
+            teacher_dir = args.shared_teacher or os.path.join(out, "teacher")
+            rows["no_teacher"].append(train_without_teacher(seed, teacher_dir, os.path.join(out, "no-teacher"),
+                                                            config.num_train_epochs, max_train, max_eval))
+            print(f"seed {seed}: teacher {rows['teacher'][-1]:.4f}  distilled {rows['distilled'][-1]:.4f}  "
+                  f"no-teacher {rows['no_teacher'][-1]:.4f}", flush=True)
+
+        def fmt(values):
+            mean = statistics.mean(values)
+            spread = statistics.stdev(values) if len(values) > 1 else 0.0
+            return f"{100 * mean:.2f} +- {100 * spread:.2f}"
+
+        print(f"\n{'model':34s} accuracy (mean +- std over {len(seeds)} seeds)")
+        label = "teacher (one shared fine-tune)" if args.shared_teacher else "teacher (MiniLM-L6, fine-tuned)"
+        print(f"{label:34s} {fmt(rows['teacher'])}")
+        print(f"{'3-layer student, distilled':34s} {fmt(rows['distilled'])}")
+        print(f"{'3-layer student, no teacher':34s} {fmt(rows['no_teacher'])}")
+        ratio = statistics.mean(rows["distilled"]) / statistics.mean(rows["teacher"])
+        print(f"distilled / teacher = {100 * ratio:.1f}% (goal >= 97%); distilled - no-teacher = "
+              f"{100 * (statistics.mean(rows['distilled']) - statistics.mean(rows['no_teacher'])):+.2f} points (goal > 0)")
+        results["accuracy"] = rows
+    results["wall_seconds"] = round(time.time() - started)
+    os.makedirs(args.output_dir, exist_ok=True)
+    with open(os.path.join(args.output_dir, "results.json"), "w") as f:
+        json.dump(results, f, indent=2)
+    print(f"\nwall time {results['wall_seconds']} s; results in {args.output_dir}/results.json")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,50 @@
+"""Task data: the packaged movie reviews with a fixed stratified split, local files, offline errors."""
+
+import collections
+
+import pytest
+
+from bertlite.data import load_task, stratified_split
+from bertlite.errors import BertliteError
+
+
+def test_stratified_split_is_fixed_disjoint_and_balanced():
+    labels = [0] * 60 + [1] * 40
+    a = stratified_split(labels)
+    b = stratified_split(labels)
+    assert all((x == y).all() for x, y in zip(a, b))
+    everything = sorted(i for part in a for i in part.tolist())
+    assert everything == list(range(100))
+    for part, size in zip(a, (80, 10, 10)):
+        assert len(part) == size
+        counts = collections.Counter(labels[i] for i in part.tolist())
+        assert counts[0] / len(part) == pytest.approx(0.6)
+
+
+def test_rotten_tomatoes_split_sizes_and_balance():
+    dsd, info = load_task("rotten_tomatoes")
+    assert (len(dsd["train"]), len(dsd["validation"]), len(dsd["test"])) == (6824, 852, 854)
+    assert collections.Counter(dsd["test"]["label"]) == {0: 427, 1: 427}
+    assert not set(dsd["test"]["text"]) & set(dsd["train"]["text"][:2000])
+    assert info.num_labels == 2 and "not comparable with GLUE" in info.split_note
+    small, _ = load_task("rotten_tomatoes", max_train_examples=50)
+    assert len(set(small["train"]["label"])) == 2  # a prefix still holds both labels
+
+
+def test_hub_task_offline_gives_clear_error(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(BertliteError, match="rotten_tomatoes, imdb"):
+        load_task("sst2")
+
+
+def test_local_csv_pairs_and_errors(tmp_path):
+    path = tmp_path / "pairs.csv"
+    rows = ["premise,hypothesis,gold"] + [f"sentence {i},other {i},{i % 3}" for i in range(60)]
+    path.write_text("\n".join(rows) + "\n")
+    dsd, info = load_task(str(path), text_column="premise", text_pair_column="hypothesis", label_column="gold")
+    assert info.is_pair and info.num_labels == 3
+    assert sum(len(dsd[s]) for s in dsd) == 60 and set(dsd["train"].column_names) == {"text", "text_pair", "label"}
+    with pytest.raises(BertliteError, match="no column"):
+        load_task(str(path), text_column="sentence")
+    with pytest.raises(BertliteError, match="does not exist"):
+        load_task(str(tmp_path / "missing.csv"))
