@@ -79,7 +79,7 @@ def test_prune_command_end_to_end(tiny_folder, tmp_path, capsys):
     out = tmp_path / "pruned"
     code = main(["prune", "--model", str(tiny_folder), "--heads", "0.5", "--ffn", "32", "--criterion", "fisher",
                  "--max_train_examples", "24", "--max_eval_examples", "8", "--importance_examples", "16",
-                 "--batch_size", "8", "--output_dir", str(out)])
+                 "--batch_size", "8", "--output_dir", str(out), "--recover", "--epochs", "1"])
     assert code == 0
     printed = capsys.readouterr().out
     assert "total    8 -> 4" in printed and "128 -> 96" in printed
@@ -87,12 +87,28 @@ def test_prune_command_end_to_end(tiny_folder, tmp_path, capsys):
     assert model.config.model_type == "bertlite" and sum(model.config.layer_num_attention_heads) == 4
     assert (out / "tokenizer.json").is_file()
     record = json.loads((out / "compression_config.json").read_text())
-    step = record["steps"][-1]
+    step = record["steps"][0]
     assert step["method"] == "structured_pruning" and step["params"]["criterion"] == "fisher"
     assert step["params"]["parameters_before"] - step["params"]["parameters_after"] == sum(
         p.numel() for p in BertForSequenceClassification.from_pretrained(tiny_folder).parameters()) - sum(
         p.numel() for p in model.parameters())
-    assert "accuracy_pruned" in record["metrics"]["structured_pruning"]
+    assert {"accuracy_before", "accuracy_pruned", "accuracy_recovered"} <= set(record["metrics"]["structured_pruning"])
+    recovery = record["steps"][-1] if record["steps"][-1]["method"] == "distillation" else None
+    assert recovery and recovery["params"]["attention_weight"] == 0.0 and recovery["params"]["num_train_epochs"] == 1.0
+
+
+def test_gradual_schedule_prunes_while_distilling(tiny_folder, tmp_path, capsys):
+    out = tmp_path / "gradual"
+    code = main(["prune", "--model", str(tiny_folder), "--heads", "2", "--ffn", "0.25", "--schedule", "gradual",
+                 "--epochs", "2", "--max_train_examples", "32", "--max_eval_examples", "8", "--batch_size", "8",
+                 "--output_dir", str(out)])
+    assert code == 0
+    model = AutoModelForSequenceClassification.from_pretrained(out)
+    assert sum(model.config.layer_num_attention_heads) == 6 and sum(model.config.layer_intermediate_sizes) == 96
+    record = json.loads((out / "compression_config.json").read_text())
+    assert [s["method"] for s in record["steps"]] == ["structured_pruning", "distillation"]
+    history = record["steps"][0]["params"]["removed"]["history"]
+    assert history[-1]["heads_removed"] == 2 and history[-1]["ffn_removed"] == 32
 
 
 def test_impossible_targets_give_a_clear_error_and_write_nothing(tiny_folder, tmp_path, capsys):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import torch
+
 from ..errors import BertliteError
 
 
@@ -24,7 +26,8 @@ def recovery_config(output_dir: str, *, epochs: float, learning_rate: float, bat
     values = dict(output_dir=output_dir, num_train_epochs=epochs, learning_rate=learning_rate,
                   per_device_train_batch_size=batch_size, per_device_eval_batch_size=batch_size, seed=seed,
                   attention_weight=0.0, eval_strategy="epoch", save_strategy="no", logging_steps=50, report_to=[],
-                  warmup_steps=0.1)  # a float below 1 is a share of the steps in transformers v5
+                  warmup_steps=0.1,  # a float below 1 is a share of the steps in transformers v5
+                  dataloader_pin_memory=torch.cuda.is_available())
     values.update(overrides)
     return DistillationConfig(**values)
 
