@@ -30,3 +30,5 @@ def __getattr__(name):
 
 
 __all__ = ["BertliteError", "__version__", "load_compressed", "push_compressed", *_LAZY]
+
+from .structured import autoregister as _autoregister  # noqa: E402,F401  model_type "bertlite" for the Auto classes, torch-free until transformers' Auto classes load

@@ -1,0 +1,119 @@
+"""`bertlite prune` for structured pruning: option validation, dispatch to weight-level pruning, an end-to-end run."""
+
+from __future__ import annotations
+
+import json
+import sys
+import types
+
+import pytest
+import torch
+from transformers import AutoModelForSequenceClassification, BertConfig, BertForSequenceClassification
+
+from bertlite.cli import main, parse_command
+from bertlite.cli.prune import PruneArguments
+from bertlite.errors import BertliteError
+
+
+def parse(*argv):
+    return parse_command("prune", list(argv))[1][0]
+
+
+def test_method_is_inferred_from_the_options():
+    assert parse("--model", "m", "--heads", "0.5").method == "structured"
+    assert parse("--model", "m", "--ffn", "100").method == "structured"
+    assert parse("--model", "m", "--sparsity", "0.5").method == "magnitude"
+    args = parse("--model", "m", "--method", "lth", "--sparsity", "0.8", "--iterations", "3", "--rewind_step", "100",
+                 "--include_embeddings", "--scope", "layer")
+    assert (args.method, args.sparsity, args.iterations, args.rewind_step, args.include_embeddings, args.scope) == ("lth", 0.8, 3, 100, True, "layer")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--heads", "0.5"], "--model is required"),
+    (["--model", "m"], "Nothing to prune"),
+    (["--model", "m", "--heads", "-0.5"], ">= 0"),
+    (["--model", "m", "--ffn", "1.5"], "neither a fraction"),
+    (["--model", "m", "--heads", "0.5", "--sparsity", "0.5"], "--sparsity is for weight-level"),
+    (["--model", "m", "--method", "obd", "--heads", "0.5"], "structured pruning"),
+    (["--model", "m", "--method", "synflow"], "needs --sparsity"),
+    (["--model", "m", "--heads", "0.5", "--criterion", "random"], "--criterion"),
+    (["--model", "m", "--heads", "0.5", "--scope", "row"], "--scope"),
+    (["--model", "m", "--heads", "0.5", "--min_heads_per_layer", "-1"], ">= 0"),
+])
+def test_bad_options_give_clear_errors(argv, message):
+    with pytest.raises(BertliteError, match=message):
+        parse(*argv)
+
+
+def test_weight_level_methods_are_handed_to_bertlite_sparse(monkeypatch):
+    received = []
+    fake = types.ModuleType("bertlite.sparse")
+    fake.cli_run = lambda args: received.append(args) or 0
+    monkeypatch.setitem(sys.modules, "bertlite.sparse", fake)
+    assert main(["prune", "--model", "m", "--method", "obd", "--sparsity", "0.7"]) == 0
+    assert isinstance(received[0], PruneArguments) and received[0].method == "obd" and received[0].sparsity == 0.7
+
+
+def test_missing_weight_level_package_is_a_clear_error(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "bertlite.sparse", None)
+    assert main(["prune", "--model", "m", "--method", "magnitude", "--sparsity", "0.5"]) == 1
+    assert "needs bertlite.sparse" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def tiny_folder(tmp_path_factory):
+    """A tiny BERT classifier with the packaged MiniLM tokenizer (random weights: structure, not accuracy)."""
+    from bertlite.models import load_tokenizer
+
+    tokenizer = load_tokenizer("minilm")
+    torch.manual_seed(0)
+    config = BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+                        vocab_size=tokenizer.vocab_size, max_position_embeddings=128)
+    folder = tmp_path_factory.mktemp("tiny")
+    BertForSequenceClassification(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def test_prune_command_end_to_end(tiny_folder, tmp_path, capsys):
+    out = tmp_path / "pruned"
+    code = main(["prune", "--model", str(tiny_folder), "--heads", "0.5", "--ffn", "32", "--criterion", "fisher",
+                 "--max_train_examples", "24", "--max_eval_examples", "8", "--importance_examples", "16",
+                 "--batch_size", "8", "--output_dir", str(out), "--recover", "--epochs", "1"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "total    8 -> 4" in printed and "128 -> 96" in printed
+    model = AutoModelForSequenceClassification.from_pretrained(out)
+    assert model.config.model_type == "bertlite" and sum(model.config.layer_num_attention_heads) == 4
+    assert (out / "tokenizer.json").is_file()
+    record = json.loads((out / "compression_config.json").read_text())
+    step = record["steps"][0]
+    assert step["method"] == "structured_pruning" and step["params"]["criterion"] == "fisher"
+    assert step["params"]["parameters_before"] - step["params"]["parameters_after"] == sum(
+        p.numel() for p in BertForSequenceClassification.from_pretrained(tiny_folder).parameters()) - sum(
+        p.numel() for p in model.parameters())
+    assert {"accuracy_before", "accuracy_pruned", "accuracy_recovered"} <= set(record["metrics"]["structured_pruning"])
+    recovery = record["steps"][-1] if record["steps"][-1]["method"] == "distillation" else None
+    assert recovery and recovery["params"]["attention_weight"] == 0.0 and recovery["params"]["num_train_epochs"] == 1.0
+
+
+def test_gradual_schedule_prunes_while_distilling(tiny_folder, tmp_path, capsys):
+    out = tmp_path / "gradual"
+    code = main(["prune", "--model", str(tiny_folder), "--heads", "2", "--ffn", "0.25", "--schedule", "gradual",
+                 "--epochs", "2", "--max_train_examples", "32", "--max_eval_examples", "8", "--batch_size", "8",
+                 "--output_dir", str(out)])
+    assert code == 0
+    model = AutoModelForSequenceClassification.from_pretrained(out)
+    assert sum(model.config.layer_num_attention_heads) == 6 and sum(model.config.layer_intermediate_sizes) == 96
+    record = json.loads((out / "compression_config.json").read_text())
+    assert [s["method"] for s in record["steps"]] == ["structured_pruning", "distillation"]
+    history = record["steps"][0]["params"]["removed"]["history"]
+    assert history[-1]["heads_removed"] == 2 and history[-1]["ffn_removed"] == 32
+
+
+def test_impossible_targets_give_a_clear_error_and_write_nothing(tiny_folder, tmp_path, capsys):
+    code = main(["prune", "--model", str(tiny_folder), "--heads", "9", "--criterion", "magnitude", "--no_evaluate",
+                 "--max_train_examples", "8", "--max_eval_examples", "8", "--output_dir", str(tmp_path / "x")])
+    assert code == 1
+    assert "more attention heads than the model has (8)" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
