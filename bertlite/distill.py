@@ -108,9 +108,17 @@ def make_student(args: DistillArguments, teacher, seed: int):
 
 
 def describe_shape(model) -> dict:
+    """Depth, width and parameter count. A structurally pruned model (bertlite config) also gets its per-layer head
+    counts and FFN sizes, and its totals reflect them rather than the unpruned config values."""
     c = model.config
-    return {"layers": c.num_hidden_layers, "hidden_size": c.hidden_size, "intermediate_size": c.intermediate_size,
-            "attention_heads": c.num_attention_heads, "parameters": count_parameters(model)}
+    shape = {"layers": c.num_hidden_layers, "hidden_size": c.hidden_size, "intermediate_size": c.intermediate_size,
+             "attention_heads": c.num_attention_heads, "parameters": count_parameters(model)}
+    heads = getattr(c, "layer_num_attention_heads", None)
+    ffn = getattr(c, "layer_intermediate_sizes", None)
+    if heads is not None and ffn is not None:
+        shape.update(attention_heads_per_layer=list(heads), intermediate_size_per_layer=list(ffn),
+                     attention_heads=int(sum(heads)), intermediate_size=int(sum(ffn)))
+    return shape
 
 
 def run_distillation(args: DistillArguments, config: DistillationConfig, log=print) -> dict:
@@ -170,7 +178,7 @@ def run_distillation(args: DistillArguments, config: DistillationConfig, log=pri
     record = CompressionConfig.load_or_new(None, base_model=display_name(args.teacher), task=info.name,
                                            dataset=info.source, split_note=info.split_note)
     record.add_step("distillation", teacher=display_name(args.teacher), student_shape=describe_shape(student),
-                    student_init=getattr(student, "bertlite_init", {"from": args.student}), **_distillation_params(config),
+                    student_init=getattr(student, "bertlite_init", {"from": args.student}), **distillation_params(config),
                     **({"augmentation": augmentation} if augmentation else {}))
     metrics = {"task": info.to_dict(), "teacher": {"model": display_name(args.teacher), **describe_shape(teacher)},
                "student": describe_shape(student)}
@@ -198,7 +206,7 @@ def run_distillation(args: DistillArguments, config: DistillationConfig, log=pri
     return metrics
 
 
-def _distillation_params(config: DistillationConfig) -> dict:
+def distillation_params(config: DistillationConfig) -> dict:
     keys = ("temperature", "logit_weight", "hard_label_weight", "embedding_weight", "hidden_weight", "attention_weight",
             "layer_map", "hidden_loss", "attention_loss", "two_stage", "stage_one_fraction", "num_train_epochs",
             "learning_rate", "per_device_train_batch_size", "seed")

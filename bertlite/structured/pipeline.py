@@ -53,7 +53,7 @@ def run_structured(args) -> str:
     from transformers import set_seed
 
     from ..compression_config import CompressionConfig
-    from ..distill import _distillation_params as distillation_params
+    from ..distill import distillation_params
     from ..data import load_task, tokenize
     from ..evaluation import accuracy
     from ..models import display_name, load_tokenizer, resolve_model_name
