@@ -17,6 +17,10 @@ _LAZY = {
     "build_student": ("bertlite.student", "build_student"),
     "CompressionConfig": ("bertlite.compression_config", "CompressionConfig"),
     "finetuned_teacher": ("bertlite.teacher", "finetuned_teacher"),
+    "prune_weights": ("bertlite.sparse", "prune_weights"),
+    "prune_structured": ("bertlite.structured.api", "prune"),
+    "quantize_model": ("bertlite.quantization", "quantize_model"),
+    "load_quantized": ("bertlite.quantization", "load_quantized"),
 }
 
 
