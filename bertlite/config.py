@@ -26,6 +26,7 @@ class DistillationConfig(TrainingArguments):
     attention_loss: str = field(default="kl", metadata={"help": "Attention distance: 'kl' (MiniLM) or 'mse' (TinyBERT)."})
     two_stage: bool = field(default=False, metadata={"help": "TinyBERT two-stage schedule: intermediate layers only for the first `stage_one_fraction` of steps, then the prediction layer."})
     stage_one_fraction: float = field(default=0.5, metadata={"help": "With --two_stage, the fraction of training steps spent on intermediate layers; in (0, 1)."})
+    quantization_aware: bool = field(default=False, metadata={"help": "Quantization-aware training: the student's Linear layers run with int8 rounding (straight-through gradients) during distillation, with the default settings of `bertlite quantize`, which then converts the saved student to int8."})
     save_on_interrupt: bool = field(default=True, metadata={"help": "On Ctrl-C/SIGTERM finish the current step, save a checkpoint and stop, so that re-running resumes without loss."})
 
     def __post_init__(self):

@@ -97,6 +97,12 @@ class DistillationTrainer(Trainer):
         self.projections = build_projections(s_cfg.hidden_size, t_cfg.hidden_size,
                                              [s for s, _ in self.layer_pairs] if args.hidden_weight > 0 else [],
                                              embeddings=args.embedding_weight > 0)
+        if args.quantization_aware:
+            from .quantization import prepare_qat
+
+            # In place and parameter-preserving: state-dict keys and optimizer references stay the same, so the
+            # saved student is a plain model whose `bertlite quantize` gives exactly the int8 weights trained here.
+            prepare_qat(model)
         callbacks = list(kwargs.pop("callbacks", None) or [])
         self.interrupt_callback = SaveOnInterruptCallback() if args.save_on_interrupt else None
         if self.interrupt_callback is not None:
