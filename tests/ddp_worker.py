@@ -18,3 +18,8 @@ state = {k: v.detach().double().sum().item() for k, v in trainer.model.state_dic
 proj = {k: v.detach().double().sum().item() for k, v in trainer.projections.state_dict().items()}
 with open(os.path.join(output_dir, f"rank{rank}.json"), "w") as f:
     json.dump({"world_size": trainer.args.world_size, "step": trainer.state.global_step, "student": state, "projections": proj}, f)
+# Tear the gloo group down before exit: leaving it to interpreter shutdown can abort a process
+# ("terminate called without an active exception") after the work is done.
+if torch.distributed.is_initialized():
+    torch.distributed.barrier()
+    torch.distributed.destroy_process_group()
