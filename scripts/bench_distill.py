@@ -18,6 +18,7 @@ import json
 import os
 import statistics
 import sys
+import tempfile
 import time
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -44,7 +45,7 @@ def step_overhead(rounds: int, batch_size: int, attention: bool) -> dict:
     teacher = AutoModelForSequenceClassification.from_pretrained(resolve_model_name("minilm"), num_labels=2).eval()
     plain = build_student(teacher, num_layers=3).train()
     distilled = build_student(teacher, num_layers=3).train()
-    config = DistillTrainingArguments(output_dir="/tmp/bertlite-bench-step", report_to="none", use_cpu=True, eval_strategy="no",
+    config = DistillTrainingArguments(output_dir=tempfile.mkdtemp(prefix="bertlite-bench-step-"), report_to="none", use_cpu=True, eval_strategy="no",
                                       attention_weight=1.0 if attention else 0.0, save_on_interrupt=False)
     trainer = DistillationTrainer(model=distilled, teacher_model=teacher, args=config)
     opt_plain = torch.optim.AdamW(plain.parameters(), lr=1e-5)
