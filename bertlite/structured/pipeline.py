@@ -8,6 +8,7 @@ import os
 import torch
 
 from ..errors import BertliteError
+from ..evaluation import count_parameters
 from .api import check_feasible, prune
 from .gates import layer_shapes
 from .surgery import describe_shapes
@@ -38,10 +39,6 @@ def importance_loader(tokenized_train, tokenizer, examples: int, batch_size: int
 
     subset = tokenized_train.shuffle(seed=seed).select(range(min(examples, len(tokenized_train))))
     return DataLoader(subset, batch_size=batch_size, collate_fn=DataCollatorWithPadding(tokenizer))
-
-
-def count_parameters(model) -> int:
-    return sum(p.numel() for p in model.parameters())
 
 
 DEFAULT_EPOCHS = 2.0
