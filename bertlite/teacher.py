@@ -27,6 +27,11 @@ def has_task_head(name_or_path: str, num_labels: int) -> bool:
     return any(a.endswith("ForSequenceClassification") for a in archs) and config.num_labels == num_labels
 
 
+# Batches of similar lengths pad far less than random ones (rotten_tomatoes: about half the tokens), so the
+# fine-tune takes about half the time at the same accuracy.
+SAMPLING = "group_by_length"
+
+
 def finetuned_teacher(teacher: str, task: str, output_dir: str, *, epochs: float = 2.0, learning_rate: float = 1e-4,
                       batch_size: int = 32, max_length: int = 128, seed: int = 42, max_train_examples: int | None = None,
                       trust_remote_code: bool = False, log=print) -> str:
@@ -40,7 +45,8 @@ def finetuned_teacher(teacher: str, task: str, output_dir: str, *, epochs: float
         return source
 
     settings = {"teacher": display_name(teacher), "task": task, "epochs": epochs, "learning_rate": learning_rate,
-                "batch_size": batch_size, "max_length": max_length, "seed": seed, "max_train_examples": max_train_examples}
+                "batch_size": batch_size, "max_length": max_length, "seed": seed, "max_train_examples": max_train_examples,
+                "sampling": SAMPLING}
     marker = os.path.join(output_dir, MARKER)
     if os.path.isfile(marker):
         with open(marker) as f:
@@ -64,6 +70,7 @@ def finetuned_teacher(teacher: str, task: str, output_dir: str, *, epochs: float
         output_dir=checkpoints, num_train_epochs=epochs, learning_rate=learning_rate, per_device_train_batch_size=batch_size,
         per_device_eval_batch_size=64, warmup_steps=0.1, weight_decay=0.01, eval_strategy="epoch", save_strategy="epoch",
         save_total_limit=1, logging_steps=50, seed=seed, report_to="none", disable_tqdm=False,
+        train_sampling_strategy=SAMPLING,
     )
     interrupt = SaveOnInterruptCallback()
     trainer = Trainer(model=model, args=args, train_dataset=encoded["train"], eval_dataset=encoded["validation"],

@@ -9,6 +9,7 @@ unstructured zeros are stored and multiplied like any other weight.
     python scripts/bench_sparse.py                    # full run (hours on a CPU; the lead schedules it)
     python scripts/bench_sparse.py --quick            # smoke run on small subsets (~10 min on a shared 2-core CPU)
     python scripts/bench_sparse.py --model DIR        # a sequence classifier already fine-tuned on rotten_tomatoes
+    python scripts/bench_sparse.py --merge A B C       # one table from runs split by seed (--seeds 0 --output-dir A, ...)
 
 Lottery Ticket differs in kind: its "pruned" accuracy is already that of a retrained ticket (it trains between
 rounds: one run per sparsity plus the dense run, each as long as the recovery), and one iterative run visits the
@@ -56,6 +57,8 @@ def parse_args(argv=None):
     parser.add_argument("--max-train-examples", type=int, default=None)
     parser.add_argument("--max-eval-examples", type=int, default=None)
     parser.add_argument("--quick", action="store_true", help="smoke run: small subsets, few steps, one seed")
+    parser.add_argument("--merge", nargs="+", metavar="DIR", default=None,
+                        help="no run: print one table from the results.json of runs split by seed (same model and settings)")
     args = parser.parse_args(argv)
     if args.quick:
         args.seeds = "0"
@@ -88,7 +91,8 @@ def run(args) -> dict:
     from bertlite.evaluation import accuracy
     from bertlite.models import load_tokenizer
     from bertlite.sparse import copy_model, lottery_ticket, prune_weights
-    from bertlite.sparse.loading import fisher_batches, load_model
+    from bertlite.sparse.loading import fisher_batches
+    from bertlite.sparse.loading import load_model as load_pruning_model
     from bertlite.sparse.recovery import task_train_fn
 
     start = time.time()
@@ -102,6 +106,15 @@ def run(args) -> dict:
     recovering = args.recovery_steps > 0
     if "lth" in methods and not recovering:
         raise SystemExit("lth trains between rounds: give --recovery-steps > 0 (its round length) or leave lth out.")
+
+    # Pruning scores (SynFlow's iterations, OBD's per-sample gradients) and recovery run on the GPU when there is
+    # one; the latency/size comparison below stays on the CPU.
+    import torch
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+
+    def load_model(path):
+        return load_pruning_model(path).to(device)
 
     def evaluate(model) -> float:
         return accuracy(model, tokenizer, test, max_length=args.max_length, desc=False)
@@ -149,7 +162,8 @@ def run(args) -> dict:
                                            on_collapse="warn")
                 record(method, sparsity, seed, model, recover, 0, len(report.collapsed))
     cost = measure_cost(folder, max(sparsities), args)
-    return dict(dense=dense, rows=rows, cost=cost, seconds=time.time() - start, test_examples=len(test),
+    where = torch.cuda.get_device_name(0) if device == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    return dict(dense=dense, rows=rows, cost=cost, seconds=time.time() - start, test_examples=len(test), device=where,
                 settings={k: v for k, v in vars(args).items()}, model=folder)
 
 
@@ -204,14 +218,33 @@ def table(result: dict) -> str:
     lines.append(f"cost of {cost['sparsity']:.0%} unstructured sparsity (magnitude): safetensors {cost['dense_mb']:.1f} MB dense vs "
                  f"{cost['sparse_mb']:.1f} MB sparse; CPU latency (batch 8 x 128 tokens) {cost['dense_ms']:.1f} ms dense vs "
                  f"{cost['sparse_ms']:.1f} ms sparse (ratio {cost['latency_ratio']:.2f})")
-    lines.append(f"total time {result['seconds'] / 60:.1f} min")
+    merged = result.get("merged_from")
+    lines.append(f"total time {result['seconds'] / 60:.1f} min" + (f" (the longest of {len(merged)} runs split by seed, run side by side)" if merged else ""))
+    if "device" in result:
+        lines.append(f"training and evaluation ran on: {result['device']}")
     return "\n".join(lines)
+
+
+def merge(folders: list[str]) -> dict:
+    """One result from runs of the same benchmark that differ only in their seeds (run side by side)."""
+    parts = []
+    for folder in folders:
+        with open(os.path.join(folder, "results.json")) as f:
+            parts.append(json.load(f))
+    ignore = {"seeds", "output_dir", "merge"}
+    first = {k: v for k, v in parts[0]["settings"].items() if k not in ignore}
+    for folder, part in zip(folders, parts):
+        if {k: v for k, v in part["settings"].items() if k not in ignore} != first or part["model"] != parts[0]["model"]:
+            raise SystemExit(f"{folder}: other settings or model than {folders[0]}; only runs split by seed can be merged")
+    seeds = sorted({r["seed"] for part in parts for r in part["rows"]})
+    return dict(parts[0], rows=[r for part in parts for r in part["rows"]], seconds=max(p["seconds"] for p in parts),
+                settings=dict(parts[0]["settings"], seeds=",".join(map(str, seeds))), merged_from=folders)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
     os.makedirs(args.output_dir, exist_ok=True)
-    result = run(args)
+    result = merge(args.merge) if args.merge else run(args)
     text = table(result)
     print()
     print(text)

@@ -10,6 +10,7 @@ from transformers import TrainerCallback
 
 from bertlite.config import DistillationConfig
 from bertlite.errors import BertliteError
+from bertlite.student import build_student
 from bertlite.trainer import PROJECTIONS_FILE, DistillationTrainer
 
 from conftest import tiny_dataset, tiny_model
@@ -155,3 +156,26 @@ def test_quantization_aware_distillation_trains_fake_quantized_student_and_saves
         qat_logits = trainer.model.eval()(input_ids=ids).logits
         int8_logits = quantize_model(reloaded)(input_ids=ids).logits
     assert torch.allclose(qat_logits, int8_logits, atol=1e-4)
+
+
+def test_cli_default_batches_group_lengths_and_pad_less(tmp_path):
+    """`bertlite distill` batches sentences of similar length (what keeps the default run within its time): every
+    example still comes once per epoch, with far fewer padded positions than random batches."""
+    from bertlite.cli.distill import DistillTrainingArguments
+
+    dataset = tiny_dataset(n=64, seq_len=40)
+    teacher = tiny_model(seed=0)
+
+    def epoch_tokens(**strategy):
+        args = DistillTrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to="none", eval_strategy="no",
+                                        save_strategy="no", per_device_train_batch_size=8, save_on_interrupt=False, **strategy)
+        trainer = DistillationTrainer(model=build_student(teacher, num_layers=2), teacher_model=teacher, args=args,
+                                      train_dataset=dataset, data_collator=pad_collate)
+        batches = list(trainer.get_train_dataloader())
+        return sum(b["input_ids"].numel() for b in batches), sum(int(b["attention_mask"].sum()) for b in batches), args
+
+    padded, real, args = epoch_tokens()
+    assert args.train_sampling_strategy == "group_by_length"
+    padded_random, real_random, _ = epoch_tokens(train_sampling_strategy="random")
+    assert real == real_random == sum(len(x) for x in dataset["input_ids"])
+    assert padded < 0.9 * padded_random

@@ -116,7 +116,10 @@ def select_masks(scores: dict[str, torch.Tensor], sparsity: float, scope: str = 
     shapes = {name: s.shape for name, s in scores.items()}
     if scope == "layer":
         return {name: _lowest(s, prune_count(sparsity, s.numel())).view(shapes[name]) for name, s in ranked.items()}
-    flat = torch.cat([s.cpu() for s in ranked.values()])
+    # One ranking over every layer, on the device of the first (the GPU when the model is there: topk over
+    # millions of scores, once per SynFlow iteration, is what dominates on a CPU).
+    device = next(iter(ranked.values())).device if ranked else torch.device("cpu")
+    flat = torch.cat([s.to(device) for s in ranked.values()])
     mask = _lowest(flat, prune_count(sparsity, flat.numel()))
     out, start = {}, 0
     for name, s in ranked.items():
