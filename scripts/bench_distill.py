@@ -106,30 +106,19 @@ def train_without_teacher(seed: int, teacher_path: str, out: str, recipe: Distil
 
 
 def parse_overrides(pairs: list[str]) -> dict:
-    """FIELD=VALUE strings -> typed values of DistillTrainingArguments fields (unknown fields are an error)."""
+    """FIELD=VALUE strings -> typed DistillationConfig values, parsed exactly as `bertlite distill --FIELD VALUE`."""
     import dataclasses
-    import typing
 
-    hints = typing.get_type_hints(DistillTrainingArguments)
+    from bertlite.cli import parse_command
+
     fields = {f.name for f in dataclasses.fields(DistillTrainingArguments)}
-    out = {}
-    for pair in pairs:
-        name, sep, raw = pair.partition("=")
-        if not sep or name not in fields:
+    names = [pair.partition("=")[0] for pair in pairs]
+    for pair, name in zip(pairs, names):
+        if "=" not in pair or name not in fields:
             raise SystemExit(f"--set {pair!r}: expected FIELD=VALUE with a DistillationConfig field name")
-        kind = hints[name]
-        if kind is bool:
-            out[name] = raw.lower() in ("1", "true", "yes")
-        elif kind in (int, float):
-            out[name] = kind(raw)
-        elif name == "layer_map" and raw.startswith("["):
-            out[name] = json.loads(raw)
-        else:
-            try:
-                out[name] = float(raw) if kind in (float | None, typing.Optional[float]) else raw
-            except ValueError:
-                out[name] = raw
-    return out
+    _, parsed = parse_command("distill", [f"--{pair}" for pair in pairs])
+    config = next(p for p in parsed if isinstance(p, DistillTrainingArguments))
+    return {name: getattr(config, name) for name in names}
 
 
 def main() -> int:
