@@ -45,6 +45,9 @@ class DistillArguments:
     max_train_examples: int | None = field(default=None, metadata={"help": "Use at most this many training examples (quick runs)."})
     max_eval_examples: int | None = field(default=None, metadata={"help": "Use at most this many validation/test examples (quick runs)."})
     augmented: str | None = field(default=None, metadata={"help": "Folder written by `bertlite augment`: its examples are added to the training data and learned from the teacher's soft targets only (validation/test unchanged)."})
+    transfer_data: str | None = field(default=None, metadata={"help": "Unlabeled texts to add to the training data as a transfer set, learned from the teacher's soft targets only: 'imdb' (sentences of the packaged IMDB reviews, offline; the recipe that beats label-only training on rotten_tomatoes), 'movie-reviews', a Hub dataset id, or local .txt/.csv/.json files. One sentence of 6-50 words is taken per text; the task's validation/test sentences are never used."})
+    transfer_examples: int | None = field(default=None, metadata={"help": "Number of transfer sentences (default: as many as the task has training examples)."})
+    transfer_text_column: str = field(default="text", metadata={"help": "Text column of a --transfer_data Hub dataset or CSV/JSON file."})
     fresh: bool = field(default=False, metadata={"help": "Ignore checkpoints in the output folder and start the distillation over."})
     measure_latency: bool = field(default=True, metadata={"help": "Measure teacher and student CPU latency (batch 8 x 128 and 1 x 128) for metrics.json."})
     trust_remote_code: bool = field(default=False, metadata={"help": "Allow custom modeling code from the teacher/student repos. Off by default: only enable for code you trust."})
@@ -52,10 +55,15 @@ class DistillArguments:
     def __post_init__(self):
         if self.max_length < 8:
             raise BertliteError(f"max_length must be at least 8, got {self.max_length}.")
-        for name in ("student_layers", "student_hidden_size", "student_intermediate_size", "student_heads", "max_train_examples", "max_eval_examples"):
+        for name in ("student_layers", "student_hidden_size", "student_intermediate_size", "student_heads", "max_train_examples",
+                     "max_eval_examples", "transfer_examples"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise BertliteError(f"{name} must be >= 1, got {value}.")
+        if self.transfer_data:  # fail now, not after the teacher was fine-tuned
+            from .transfer import check_transfer_source
+
+            check_transfer_source(self.transfer_data)
         if self.augmented:  # fail now, not after the teacher was fine-tuned
             from .augment.dataset import check_augmented_folder
 
@@ -150,6 +158,16 @@ def run_distillation(args: DistillArguments, config: DistillationConfig, log=pri
         encoded["train"], augmentation = with_augmented(
             encoded["train"], args.augmented, tokenizer, max_length=args.max_length, task=args.task, is_pair=info.is_pair,
             max_train_examples=args.max_train_examples, log=log)
+    transfer = None  # the transfer set's record, for compression_config.json
+    if args.transfer_data:
+        if info.is_pair:
+            raise BertliteError(f"--transfer_data adds single sentences, but task {info.name!r} has sentence pairs.")
+        from .transfer import with_transfer_set
+
+        held_out = set(dsd["validation"]["text"]) | set(dsd["test"]["text"])
+        encoded["train"], transfer = with_transfer_set(
+            encoded["train"], args.transfer_data, args.transfer_examples or len(dsd["train"]), tokenizer,
+            max_length=args.max_length, seed=config.seed, text_column=args.transfer_text_column, exclude=held_out, log=log)
     config.output_dir = os.path.join(output_dir, "checkpoints")
     if args.fresh and os.path.isdir(config.output_dir):
         shutil.rmtree(config.output_dir)
@@ -179,8 +197,12 @@ def run_distillation(args: DistillArguments, config: DistillationConfig, log=pri
                                            dataset=info.source, split_note=info.split_note)
     record.add_step("distillation", teacher=display_name(args.teacher), student_shape=describe_shape(student),
                     student_init=getattr(student, "bertlite_init", {"from": args.student}), **distillation_params(config),
-                    **({"augmentation": augmentation} if augmentation else {}))
-    metrics = {"task": info.to_dict(), "teacher": {"model": display_name(args.teacher), **describe_shape(teacher)},
+                    **({"augmentation": augmentation} if augmentation else {}),
+                    **({"transfer_set": transfer} if transfer else {}))
+    metrics = {"task": info.to_dict(),
+               # labelled examples, and unlabeled ones (augmented / transfer set) learned from soft targets only
+               "training_examples": {"labelled": len(dsd["train"]), "soft_targets_only": len(encoded["train"]) - len(dsd["train"])},
+               "teacher": {"model": display_name(args.teacher), **describe_shape(teacher)},
                "student": describe_shape(student)}
     log("Evaluating teacher and student on the test split...")
     metrics["teacher"]["test_accuracy"] = accuracy(teacher, tokenizer, dsd["test"], max_length=args.max_length, desc="Teacher test")

@@ -4,12 +4,13 @@ Prints, measured in this one run:
 1. step-time overhead: distillation step / (teacher forward + plain student training step), same batch,
    interleaved so a busy neighbour slows all three alike (goal <= 1.15);
 2. test accuracy over several seeds (mean +- std): fine-tuned teacher, the distilled 3-layer student
-   (`bertlite distill` defaults), and the same student trained on the labels alone without a teacher
-   (goal: student >= 97% of the teacher, and above the no-teacher student).
+   (`bertlite distill` defaults), and the same student trained on the labels alone without a teacher, for the
+   same number of optimizer steps (goal: student >= 97% of the teacher, and above the no-teacher student).
 
     python scripts/bench_distill.py                 # full run (3 seeds; about an hour on 2 quiet cores)
     python scripts/bench_distill.py --quick         # smoke run on a slice of the data
     python scripts/bench_distill.py --set hidden_weight=0 --set temperature=4   # another recipe (any DistillationConfig field)
+    python scripts/bench_distill.py --set transfer_data=imdb --set num_train_epochs=1   # + IMDB transfer set, same steps
 """
 
 from __future__ import annotations
@@ -87,14 +88,16 @@ def step_overhead(rounds: int, batch_size: int, attention: bool) -> dict:
 
 
 def train_without_teacher(seed: int, teacher_path: str, out: str, recipe: DistillTrainingArguments, max_train: int | None,
-                          max_eval: int | None) -> float:
+                          max_eval: int | None, epoch_scale: float = 1.0) -> float:
     """The same 3-layer student (same initial weights), trained on the labels alone with plain Trainer and the
-    distillation run's optimisation settings (epochs, learning rate, batch, warm-up, sampler)."""
+    distillation run's optimisation settings (epochs, learning rate, batch, warm-up, sampler). `epoch_scale`
+    stretches the epochs so that it takes as many optimizer steps as a distillation run whose training data had
+    unlabeled examples added (a transfer set of as many sentences as labelled ones: x2)."""
     tokenizer = load_tokenizer("minilm")
     dsd, _ = load_task("rotten_tomatoes", max_train_examples=max_train, max_eval_examples=max_eval)
     teacher = AutoModelForSequenceClassification.from_pretrained(teacher_path)
     student = build_student(teacher, num_layers=3, seed=seed)
-    args = TrainingArguments(output_dir=out, num_train_epochs=recipe.num_train_epochs, learning_rate=recipe.learning_rate,
+    args = TrainingArguments(output_dir=out, num_train_epochs=recipe.num_train_epochs * epoch_scale, learning_rate=recipe.learning_rate,
                              per_device_train_batch_size=recipe.per_device_train_batch_size, warmup_steps=recipe.warmup_steps,
                              weight_decay=recipe.weight_decay, train_sampling_strategy=recipe.train_sampling_strategy,
                              eval_strategy="no", save_strategy="no", logging_steps=50, seed=seed, report_to="none")
@@ -105,20 +108,28 @@ def train_without_teacher(seed: int, teacher_path: str, out: str, recipe: Distil
     return accuracy(trainer.model, tokenizer, dsd["test"])
 
 
-def parse_overrides(pairs: list[str]) -> dict:
-    """FIELD=VALUE strings -> typed DistillationConfig values, parsed exactly as `bertlite distill --FIELD VALUE`."""
+def epoch_scale(metrics: dict) -> float:
+    """Training examples of the distillation run (labelled + transfer/augmented) per labelled example."""
+    counts = metrics["training_examples"]
+    return (counts["labelled"] + counts["soft_targets_only"]) / counts["labelled"]
+
+
+def parse_overrides(pairs: list[str]) -> tuple[dict, dict]:
+    """FIELD=VALUE strings -> (typed DistillationConfig values, typed job values such as `augmented`), parsed exactly
+    as `bertlite distill --FIELD VALUE`."""
     import dataclasses
 
     from bertlite.cli import parse_command
 
-    fields = {f.name for f in dataclasses.fields(DistillTrainingArguments)}
+    owners = {f.name: cls for cls in (DistillTrainingArguments, DistillArguments) for f in dataclasses.fields(cls)}
     names = [pair.partition("=")[0] for pair in pairs]
     for pair, name in zip(pairs, names):
-        if "=" not in pair or name not in fields:
-            raise SystemExit(f"--set {pair!r}: expected FIELD=VALUE with a DistillationConfig field name")
+        if "=" not in pair or name not in owners:
+            raise SystemExit(f"--set {pair!r}: expected FIELD=VALUE with a field of `bertlite distill` (see its --help)")
     _, parsed = parse_command("distill", [f"--{pair}" for pair in pairs])
-    config = next(p for p in parsed if isinstance(p, DistillTrainingArguments))
-    return {name: getattr(config, name) for name in names}
+    found = [tuple(p for p in parsed if isinstance(p, cls))[0] for cls in (DistillTrainingArguments, DistillArguments)]
+    config, job = ({name: getattr(obj, name) for name in names if owners[name] is type(obj)} for obj in found)
+    return config, job
 
 
 def main() -> int:
@@ -138,7 +149,7 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2, help="torch threads (1 lets two recipes run side by side on 2 cores)")
     parser.add_argument("--skip-baseline", action="store_true", help="skip the no-teacher student")
     args = parser.parse_args()
-    overrides = parse_overrides(args.overrides)
+    overrides, job_overrides = parse_overrides(args.overrides)
     torch.set_num_threads(min(args.threads, os.cpu_count() or 1))
     started = time.time()
     max_train = 128 if args.quick else None
@@ -147,7 +158,7 @@ def main() -> int:
 
     print("== 1. Step time (batch 32 rotten_tomatoes sentences, 3-layer student, median of interleaved rounds)")
     rounds = 3 if args.quick else args.rounds
-    results = {"step": {}, "overrides": overrides}
+    results = {"step": {}, "overrides": {**overrides, **job_overrides}}
     for attention in () if args.skip_step else (False, True):
         m = step_overhead(rounds, 32, attention)
         label = "default losses (logits, labels, hidden)" if not attention else "with attention loss (eager attention)"
@@ -162,7 +173,8 @@ def main() -> int:
             out = os.path.join(args.output_dir, f"seed{seed}")
             teacher_epochs = 1.0 if args.quick else DistillArguments().teacher_epochs
             distill_args = DistillArguments(max_train_examples=max_train, max_eval_examples=max_eval, teacher_epochs=teacher_epochs,
-                                            measure_latency=False, teacher=args.shared_teacher or "minilm")
+                                            measure_latency=False, teacher=args.shared_teacher or "minilm",
+                                            **job_overrides)
             # No checkpoints: the benchmark measures accuracy, and 2 checkpoints per seed would only fill the disk.
             config = DistillTrainingArguments(output_dir=out, seed=seed, report_to="none",
                                               **{"save_strategy": "no", **({"num_train_epochs": 1} if args.quick else {}), **overrides})
@@ -172,7 +184,7 @@ def main() -> int:
             teacher_dir = args.shared_teacher or os.path.join(out, "teacher")
             if not args.skip_baseline:
                 rows["no_teacher"].append(train_without_teacher(seed, teacher_dir, os.path.join(out, "no-teacher"),
-                                                                config, max_train, max_eval))
+                                                                config, max_train, max_eval, epoch_scale(metrics)))
             baseline = f"no-teacher {rows['no_teacher'][-1]:.4f}" if rows["no_teacher"] else ""
             print(f"seed {seed}: teacher {rows['teacher'][-1]:.4f}  distilled {rows['distilled'][-1]:.4f}  {baseline}", flush=True)
 
@@ -192,8 +204,8 @@ def main() -> int:
             line += (f"; distilled - no-teacher = "
                      f"{100 * (statistics.mean(rows['distilled']) - statistics.mean(rows['no_teacher'])):+.2f} points (goal > 0)")
         print(line)
-        if overrides:
-            print(f"recipe changes from the `bertlite distill` defaults: {overrides}")
+        if overrides or job_overrides:
+            print(f"recipe changes from the `bertlite distill` defaults: {results['overrides']}")
         results["accuracy"] = rows
     results["wall_seconds"] = round(time.time() - started)
     os.makedirs(args.output_dir, exist_ok=True)

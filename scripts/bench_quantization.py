@@ -30,16 +30,18 @@ from bertlite.quantization import (  # noqa: E402
     available_backends,
     compare_with_fp32,
     compile_for_inference,
+    compile_pt2e,
     quantize_model,
     save_quantized,
 )
 
-# name -> (backend, settings, compiled)
+# name -> (backend, settings, compiled: False, "inductor" (torch.compile) or "pt2e" (compile_pt2e))
 VARIANTS = {
     "torch per_tensor (eager)": ("torch", {"activations": "per_tensor"}, False),
     "torch per_token (eager)": ("torch", {"activations": "per_token"}, False),
     "torchao (eager)": ("torchao", {}, False),
-    "torchao + torch.compile": ("torchao", {}, True),
+    "torchao + torch.compile": ("torchao", {}, "inductor"),
+    "PT2E + inductor (torch int8 weights)": ("torch", {"activations": "per_tensor"}, "pt2e"),
     "onnxruntime (fused graph)": ("onnxruntime", {}, False),
 }
 
@@ -64,18 +66,23 @@ def packaged_minilm():
         return AutoModelForSequenceClassification.from_pretrained(resolve_model_name("minilm"), num_labels=2).eval()
 
 
-def build_variants(fp32, names):
+def build_variants(fp32, names, shapes=()):
     models = {"fp32 (eager)": fp32}
     for name in names:
         backend, settings, compiled = VARIANTS[name]
         int8 = quantize_model(fp32, backend=backend, **settings)
-        models[name] = compile_for_inference(int8) if compiled else int8
+        if compiled == "pt2e":
+            started = time.perf_counter()
+            models[name] = compile_pt2e(int8, warmup=shapes)
+            print(f"  (PT2E graphs for {len(shapes)} shapes built in {time.perf_counter() - started:.0f} s)", file=sys.stderr)
+        else:
+            models[name] = compile_for_inference(int8) if compiled else int8
     return models
 
 
 def latency_table(title, fp32, names, shapes, rounds):
     print(f"\n## Latency: {title} ({torch.get_num_threads()} threads), speedup over fp32 eager")
-    models = build_variants(fp32, names)
+    models = build_variants(fp32, names, shapes)
     print(f"| variant | " + " | ".join(f"batch {b} x {s}" for b, s in shapes) + " |")
     print("|---|" + "---|" * len(shapes))
     results = {}
@@ -128,7 +135,10 @@ def accuracy_table(models_and_names, tokenizer, test, backends):
     for label, fp32 in models_and_names:
         for name in backends:
             backend, settings, _ = VARIANTS[name]
-            report = compare_with_fp32(fp32, quantize_model(fp32, backend=backend, **settings), tokenizer, test, warn=False)
+            int8 = quantize_model(fp32, backend=backend, **settings)
+            if VARIANTS[name][2] == "pt2e":  # its quantized graph before inductor: the same numbers within ~1e-6
+                int8 = compile_pt2e(int8, compile=False)
+            report = compare_with_fp32(fp32, int8, tokenizer, test, warn=False)
             rows.setdefault(name, []).append(report)
             print(f"  {label} / {name}: fp32 {100 * report.fp32_accuracy:.2f}%, int8 {100 * report.int8_accuracy:.2f}%, "
                   f"agreement {100 * report.label_agreement:.2f}%", file=sys.stderr)
@@ -151,12 +161,19 @@ def main(argv=None) -> int:
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile variant (20-40 s per shape)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--skip-latency", action="store_true")
+    parser.add_argument("--variants", default=None, metavar="WORDS",
+                        help="only the variants whose name contains one of these comma-separated words (e.g. 'PT2E,default')")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
     have = set(available_backends())
-    names = [n for n, (backend, _, compiled) in VARIANTS.items()
-             if backend in have and not (compiled and (args.no_compile or args.quick))]
+    usable = [n for n, (backend, _, _) in VARIANTS.items() if backend in have]
+    if args.variants:
+        words = [w.strip().lower() for w in args.variants.split(",") if w.strip()]
+        usable = [n for n in usable if any(w in n.lower() for w in words)]
+    names = [n for n in usable if not (VARIANTS[n][2] and (args.no_compile or args.quick))]  # latency: compiles
+    # accuracy: PT2E's quantized graph runs uncompiled (same numbers), torch.compile'd torchao is left out
+    accuracy_names = [n for n in usable if VARIANTS[n][2] in (False, "pt2e")]
     missing = sorted({VARIANTS[n][0] for n in VARIANTS} - have)
     if missing:
         print(f"(backends not installed, skipped: {', '.join(missing)})")
@@ -187,7 +204,7 @@ def main(argv=None) -> int:
         fine_tuned = [(path, AutoModelForSequenceClassification.from_pretrained(path).eval()) for path in args.model]
         fine_tuned += [(f"MiniLM seed {s}", brief_finetune(s, tokenizer, dsd["train"], 64 if args.quick else 480))
                        for s in range(args.finetune_seeds)]
-        accuracy_table(fine_tuned, tokenizer, test, [n for n in names if not VARIANTS[n][2]])
+        accuracy_table(fine_tuned, tokenizer, test, accuracy_names)
     return 0
 
 

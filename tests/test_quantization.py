@@ -474,3 +474,78 @@ def test_finetuned_minilm_keeps_labels_and_accuracy(minilm_tokenizer):
     assert report.label_agreement >= 0.99 and abs(report.accuracy_drop_points) <= 0.5
     default = compare_with_fp32(model, quantize_model(model), minilm_tokenizer, dsd["test"], warn=False)
     assert default.label_agreement >= 0.97
+
+
+# PT2E (torch.export + X86InductorQuantizer + inductor) --------------------------------------------------------
+def _int8_constants(graph_module) -> list[torch.Tensor]:
+    import functools
+
+    def get(target):
+        return functools.reduce(getattr, target.split("."), graph_module)
+
+    return [get(n.target) for n in graph_module.graph.nodes
+            if n.op == "get_attr" and isinstance(get(n.target), torch.Tensor) and get(n.target).dtype == torch.int8]
+
+
+@requires_torchao
+@pytest.mark.parametrize("backend,settings", MODULE_BACKENDS)
+def test_pt2e_graph_holds_the_saved_integers_and_matches_eager_int8(tmp_path, backend, settings):
+    from bertlite.quantization import compile_pt2e
+    from bertlite.quantization.backends import get_backend
+
+    int8 = quantize_model(prune_unevenly(tiny_model()), backend=backend, **settings)
+    save_quantized(int8, tmp_path)
+    reloaded = load_quantized(tmp_path)
+    lowered = compile_pt2e(reloaded, compile=False)  # the quantized graph without inductor: same numbers, fast to build
+    inputs = batch()
+    graph = lowered.graph(*inputs["input_ids"].shape)
+    constants = _int8_constants(graph)
+    impl = get_backend(backend)
+    saved = [impl.read_linear(reloaded.get_submodule(name))[0].int8 for name in reloaded.bertlite_quantization.linear_modules]
+    # Every Linear's int8 matrix is in the graph exactly: PT2E did not re-quantize the dequantized weights.
+    assert all(any(c.shape == q.shape and torch.equal(c, q) for c in constants) for q in saved)
+    assert len(saved) == len(reloaded.bertlite_quantization.linear_modules) > 10
+    reference = logits(int8, inputs)
+    spread = (reference - reference.mean(0)).abs().max()
+    # Activations are quantized per tensor by PT2E (per token by some eager modes): close, not identical.
+    assert (logits(lowered, inputs) - reference).abs().max() < 0.05 * spread
+
+
+@requires_torchao
+def test_pt2e_pads_to_buckets_and_slices_back():
+    from bertlite.quantization import compile_pt2e
+
+    int8 = quantize_model(tiny_model(), backend="torch")
+    lowered = compile_pt2e(int8, seq_buckets=(16, 32), batch_buckets=(4, 8), compile=False)
+    inputs = batch()  # 4 x 12: padded to 4 x 16
+    small = {k: v[:3, :10] for k, v in inputs.items()}  # 3 x 10: the same bucket, so the same graph
+    full, part = logits(lowered, inputs), logits(lowered, small)
+    assert full.shape == (4, 2) and part.shape == (3, 2)
+    assert list(lowered._graphs) == [(4, 16)]
+    # Padding positions and rows are masked: a row's logits do not depend on what else is in the batch.
+    alone = logits(lowered, {k: v[:1, :10] for k, v in small.items()})
+    assert torch.allclose(alone[0], part[0], atol=1e-2 * (full.abs().max() + 1))
+    with pytest.raises(BertliteError, match="largest compiled bucket"):
+        lowered(input_ids=torch.ones(4, 40, dtype=torch.long))
+
+
+@requires_torchao
+def test_pt2e_compiles_and_agrees_with_its_uncompiled_graph(tmp_path):
+    int8 = quantize_model(tiny_model(), backend="torch")
+    save_quantized(int8, tmp_path)
+    compiled = load_quantized(tmp_path, compile="pt2e")
+    from bertlite.quantization import compile_pt2e
+
+    reference = compile_pt2e(load_quantized(tmp_path), compile=False)
+    inputs = batch()
+    assert torch.allclose(logits(compiled, inputs), logits(reference, inputs), atol=1e-3)
+
+
+def test_pt2e_needs_a_quantized_model(tmp_path):
+    from bertlite.quantization import compile_pt2e
+
+    with pytest.raises(BertliteError, match="quantize the fp32 model first"):
+        compile_pt2e(tiny_model())
+    save_quantized(quantize_model(tiny_model(), backend="torch"), tmp_path)
+    with pytest.raises(BertliteError, match="compile="):
+        load_quantized(tmp_path, compile="fast")

@@ -75,8 +75,6 @@ def with_augmented(train, folder: str, tokenizer, *, max_length: int, task: str,
     Only the model's inputs and the label (-100) of the augmented examples are kept, cast to the training split's
     features so the two concatenate. With `max_train_examples`, only variants of the examples that were kept are used.
     """
-    from datasets import concatenate_datasets
-
     augmented, record = load_augmented(folder)
     if record.get("task") != task:
         log(f"Note: {folder} was augmented from task {record.get('task')!r}, not {task!r}.")
@@ -87,15 +85,25 @@ def with_augmented(train, folder: str, tokenizer, *, max_length: int, task: str,
     if max_train_examples is not None:
         augmented = augmented.filter(lambda rows: [i < max_train_examples for i in rows], input_columns="source_index", batched=True)
     started = time.perf_counter()
-    encoded = augmented.map(lambda b: tokenizer(b["text"], b["text_pair"] if has_pair else None, truncation=True, max_length=max_length),
-                            batched=True, remove_columns=[c for c in augmented.column_names if c != "label"], desc="Tokenizing augmented")
+    combined = append_soft_target_examples(train, augmented, tokenizer, max_length=max_length, desc="Tokenizing augmented")
+    encoded_count = len(combined) - len(train)
+    log(f"Training on {len(train)} original + {encoded_count} augmented examples from {folder} "
+        f"({time.perf_counter() - started:.0f}s to tokenize; augmented examples use the teacher's soft targets only).")
+    summary = {key: record.get(key) for key in ("task", "num_variants", "probability", "top_k", "seed", "mlm", "teacher")}
+    summary["augmented_examples"] = encoded_count
+    return combined, summary
+
+
+def append_soft_target_examples(train, extra, tokenizer, *, max_length: int, desc: str = "Tokenizing"):
+    """`train` (tokenized) followed by `extra` (columns text[, text_pair], label), tokenized and cast to the
+    training split's features so the two concatenate; only the model's inputs and the label are kept."""
+    from datasets import concatenate_datasets
+
+    has_pair = "text_pair" in extra.column_names
+    encoded = extra.map(lambda b: tokenizer(b["text"], b["text_pair"] if has_pair else None, truncation=True, max_length=max_length),
+                        batched=True, remove_columns=[c for c in extra.column_names if c != "label"], desc=desc)
     encoded = encoded.select_columns([c for c in train.column_names if c in encoded.column_names])
     missing = set(train.column_names) - set(encoded.column_names)
     if missing:
-        raise BertliteError(f"The augmented data lacks {sorted(missing)} that the training split has; was it made for another tokenizer?")
-    combined = concatenate_datasets([train, encoded.cast(train.features)])
-    log(f"Training on {len(train)} original + {len(encoded)} augmented examples from {folder} "
-        f"({time.perf_counter() - started:.0f}s to tokenize; augmented examples use the teacher's soft targets only).")
-    summary = {key: record.get(key) for key in ("task", "num_variants", "probability", "top_k", "seed", "mlm", "teacher")}
-    summary["augmented_examples"] = len(encoded)
-    return combined, summary
+        raise BertliteError(f"The added examples lack {sorted(missing)} that the training split has; were they made for another tokenizer?")
+    return concatenate_datasets([train, encoded.cast(train.features)])

@@ -5,6 +5,7 @@ Python API:
     save_quantized(model, folder) / load_quantized(folder) / is_quantized_folder(folder)
     quantize_folder(model_dir, output_dir, ...)   # what `bertlite quantize` runs
     compare_with_fp32(fp32_model, int8_model, tokenizer, dataset_or_texts)   # fidelity check
+    compile_pt2e(int8_model) / load_quantized(folder, compile="pt2e")   # fastest CPU path (PT2E + inductor)
     prepare_qat(model) / convert_qat(model)   # quantization-aware training
 """
 
@@ -15,6 +16,7 @@ from .config import DEFAULT_KEEP_FP32, QuantizationConfig
 from .check import QuantizationAccuracyWarning, QuantizationReport, compare_with_fp32
 from .convert import QuantizationRecord, quantize_model
 from .folder import load_fp32_model, quantize_folder
+from .pt2e import Pt2eInt8Model, compile_pt2e
 from .qat import FakeQuantLinear, convert_qat, prepare_qat
 from .serialization import is_quantized_folder, load_quantized, save_quantized
 from .weights import QuantizedWeight, quantize_weight
@@ -22,7 +24,7 @@ from .weights import QuantizedWeight, quantize_weight
 __all__ = [
     "BACKENDS", "DEFAULT_KEEP_FP32", "FakeQuantLinear", "OnnxInt8Model", "QuantizationAccuracyWarning",
     "QuantizationConfig", "QuantizationRecord", "QuantizationReport", "QuantizedWeight", "available_backends",
-    "compare_with_fp32", "compile_for_inference", "convert_qat", "export_onnx", "get_backend", "is_quantized_folder",
+    "Pt2eInt8Model", "compare_with_fp32", "compile_for_inference", "compile_pt2e", "convert_qat", "export_onnx", "get_backend", "is_quantized_folder",
     "load_fp32_model", "load_quantized", "prepare_qat", "quantize_folder", "quantize_model", "quantize_weight",
     "save_quantized",
 ]

@@ -182,6 +182,9 @@ def compare_with_fp32(fp32_model, int8_model, tokenizer, data=None, *, batch_siz
             except BertliteError:
                 probe = None
                 report.layer_errors_note = "no per-layer errors: the ONNX graph has no layers to probe and torch int8 kernels are missing"
+        elif getattr(int8_model, "is_compiled_graph", False):  # PT2E: its layers were fused away
+            probe = quantize_model(fp32_model, record.config)
+            report.layer_errors_note = "per-layer errors measured on the eager int8 modules the graph was built from"
         if probe is not None:
             report.worst_layers = layer_errors(fp32_model, probe, tokenizer, dataset, layer_examples, max_length)[:top_layers]
 

@@ -180,14 +180,16 @@ def _fit_fp32_linears(model, tensors: dict) -> None:
             set_submodule(model, name, resized)
 
 
-def load_quantized(folder, backend: str | None = None, compile: bool = False, threads: int | None = None):
+def load_quantized(folder, backend: str | None = None, compile: bool | str = False, threads: int | None = None):
     """Load an int8 folder made by `save_quantized`/`quantize_folder`.
 
     backend: None = the backend it was saved with; a torch-side folder may also be opened with the other
     module backend ("torch" <-> "torchao"): same integers, different kernels, so outputs differ slightly.
-    compile: wrap in torch.compile with inductor freezing: the fast path for the torchao backend. Off by default
-        because the first call per input shape then compiles (tens of seconds), and compiled kernels round
-        differently (~1e-3 on logits) from the eager ones the folder was checked with.
+    compile: True (or "inductor"): wrap in torch.compile with inductor freezing, the fast path for the torchao
+        backend; "pt2e": lower the same int8 weights through PT2E and inductor (`compile_pt2e`: the fastest CPU path
+        measured, inputs padded to fixed shapes). Off by default because the first call per input shape then
+        compiles (tens of seconds), and compiled kernels round differently (~1e-3 on logits) from the eager ones
+        the folder was checked with.
     threads: ONNX Runtime intra-op threads (default: torch.get_num_threads()).
     """
     from safetensors.torch import load_file
@@ -240,8 +242,14 @@ def load_quantized(folder, backend: str | None = None, compile: bool = False, th
     model.eval()
     setattr(model, RECORD_ATTR, QuantizationRecord(settings, resolved, meta["linear_modules"], meta["embedding_modules"],
                                                    meta["fp32_linear_modules"]))
-    if compile:
+    if compile == "pt2e":
+        from .pt2e import compile_pt2e
+
+        return compile_pt2e(model)
+    if compile in (True, "inductor"):
         from .backends.torchao_backend import compile_for_inference
 
         return compile_for_inference(model)
+    if compile:
+        raise BertliteError(f"compile={compile!r}: use False, True / 'inductor' (torch.compile) or 'pt2e'.")
     return model

@@ -15,8 +15,10 @@ import torch
 from torch import nn
 
 from ..data import tokenize
+from ..teacher import SAMPLING
 
-RECORDED = ("num_train_epochs", "max_steps", "learning_rate", "per_device_train_batch_size", "seed")
+RECORDED = ("num_train_epochs", "max_steps", "learning_rate", "per_device_train_batch_size", "seed",
+            "train_sampling_strategy")
 DISTILLATION_RECORDED = ("temperature", "logit_weight", "hard_label_weight", "hidden_weight", "attention_weight", "layer_map")
 
 
@@ -44,6 +46,8 @@ def task_train_fn(tokenizer, train_dataset, output_dir: str, *, epochs: float = 
         report_to="none",
         logging_steps=logging_steps,
         seed=seed,
+        # Batches of similar lengths: the same examples with about half the padded positions (as the distill CLI).
+        train_sampling_strategy=SAMPLING,
         dataloader_pin_memory=torch.cuda.is_available(),
     )
 
