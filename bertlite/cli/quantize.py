@@ -15,8 +15,9 @@ class QuantizeArguments:
     model: str = field(default=None, metadata={"help": "The fp32 model: a saved folder (or an alias / Hub id)."})
     output_dir: str = field(default=None, metadata={"help": "Where to write the int8 model (default: <model>-int8)."})
     backend: str = field(default="torch", metadata={
-        "help": "torch: PyTorch's eager int8 kernels, no compiler needed (default); torchao: fastest under "
-                "torch.compile (the folder loads compiled); onnxruntime: one self-contained int8 .onnx file.",
+        "help": "torch: PyTorch's eager int8 kernels, no compiler needed (default); torchao: fast under torch.compile "
+                "(load_quantized(dir, compile=True)); onnxruntime: one self-contained int8 .onnx file. torch and torchao "
+                "folders also load compiled through PT2E + inductor: load_quantized(dir, compile='pt2e').",
         "choices": list(BACKENDS)})
     keep_fp32: list[str] = field(default_factory=list, metadata={
         "help": "Extra module name patterns (glob, or a parent module name) kept in fp32, added to the task heads "

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import inspect
 import logging
 import time
 import warnings
@@ -218,7 +219,9 @@ def compile_pt2e(model: nn.Module, *, seq_buckets: Iterable[int] | None = None, 
         config = _exact_weight_config(x86, observer_base, scale.to(torch.float32), record.settings.reduce_range)
         quantizer.set_module_name_qconfig(f"model.{name}", config)  # "model." : the _Logits wrapper's attribute
     carrier.eval()
-    input_names = tuple(n for n in INPUT_NAMES if n != "token_type_ids" or getattr(carrier.config, "type_vocab_size", 0))
+    accepted = inspect.signature(carrier.forward).parameters
+    input_names = tuple(n for n in INPUT_NAMES if n in accepted
+                        and (n != "token_type_ids" or getattr(carrier.config, "type_vocab_size", 0)))
     max_positions = getattr(carrier.config, "max_position_embeddings", 512)
     pad = getattr(carrier.config, "pad_token_id", None) or 0
     result = Pt2eInt8Model(carrier, quantizer, input_names, tuple(seq_buckets or default_seq_buckets(max_positions)),
