@@ -237,8 +237,10 @@ def merge(folders: list[str]) -> dict:
         if {k: v for k, v in part["settings"].items() if k not in ignore} != first or part["model"] != parts[0]["model"]:
             raise SystemExit(f"{folder}: other settings or model than {folders[0]}; only runs split by seed can be merged")
     seeds = sorted({r["seed"] for part in parts for r in part["rows"]})
+    devices = list(dict.fromkeys(p["device"] for p in parts))  # the runs may have had different thread counts
     return dict(parts[0], rows=[r for part in parts for r in part["rows"]], seconds=max(p["seconds"] for p in parts),
-                settings=dict(parts[0]["settings"], seeds=",".join(map(str, seeds))), merged_from=folders)
+                settings=dict(parts[0]["settings"], seeds=",".join(map(str, seeds))), merged_from=folders,
+                device=" / ".join(devices))
 
 
 def main(argv=None) -> int:
