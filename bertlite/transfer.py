@@ -28,14 +28,9 @@ def sentences_of(text: str) -> list[str]:
 
 def check_transfer_source(source: str) -> None:
     """Fail before any training when a local source names no file (a Hub source is checked when it is read)."""
-    import glob
+    from .general.corpus import local_files
 
-    from .general.corpus import PACKAGED_CORPUS, _names_files
-    from .data import OFFLINE_TASKS
-
-    if source in OFFLINE_TASKS or source == PACKAGED_CORPUS:
-        return
-    if _names_files(source) and not glob.glob(source):
+    if local_files(source) == []:
         raise BertliteError(f"--transfer_data {source!r}: no such file. Give 'imdb' (offline), a Hub dataset id, or "
                             "existing .txt/.csv/.json files.")
 

@@ -38,6 +38,16 @@ def _names_files(source: str) -> bool:
     return os.path.exists(source) or Path(source).suffix.lower() in FILE_BUILDERS or any(c in source for c in "*?[")
 
 
+def local_files(source: str) -> list[str] | None:
+    """The files a corpus source names, sorted (an empty list when none match), or None when the source is the
+    packaged reviews or a Hub dataset id."""
+    from ..data import OFFLINE_TASKS
+
+    if source == PACKAGED_CORPUS or source in OFFLINE_TASKS or not _names_files(source):
+        return None
+    return sorted(glob.glob(source))
+
+
 def text_stream(source: str = PACKAGED_CORPUS, text_column: str = "text", split: str = "train"):
     """An IterableDataset with one column, `text`."""
     from datasets import IterableDataset, load_dataset
@@ -47,8 +57,8 @@ def text_stream(source: str = PACKAGED_CORPUS, text_column: str = "text", split:
     if source == PACKAGED_CORPUS or source in OFFLINE_TASKS:
         tasks = list(OFFLINE_TASKS) if source == PACKAGED_CORPUS else [source]
         return IterableDataset.from_generator(_packaged_texts, gen_kwargs={"tasks": tasks})
-    if _names_files(source):
-        files = sorted(glob.glob(source))
+    files = local_files(source)
+    if files is not None:
         if not files:
             raise BertliteError(f"No corpus file matches {source!r}.")
         suffix = Path(files[0]).suffix.lower()

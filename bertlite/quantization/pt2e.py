@@ -67,22 +67,29 @@ def _exact_weight_config(x86, observer_base, scale: torch.Tensor, reduce_range: 
     return replace(base, weight=weight_spec)
 
 
+def _quantized_graph(module: nn.Module, example: tuple, quantizer, strict: bool = True):
+    """torch.export -> prepare_pt2e -> one calibration call -> convert_pt2e (weights folded to int8 constants)."""
+    _, _, prepare_pt2e, convert_pt2e = _pt2e_api()
+    with torch.no_grad():
+        prepared = prepare_pt2e(torch.export.export(module, example, strict=strict).module(), quantizer)
+        prepared(*example)
+        return convert_pt2e(prepared)
+
+
 @functools.lru_cache(maxsize=1)
 def _prime_inductor() -> None:
     """Compile a tiny PT2E-quantized Linear once per process. Measured with torch 2.13 / torchao 0.18: the first
     freezing compile of a process leaves the int8 Linears unfused (a bert-base graph compiled first ran at fp32
     speed, the same graph compiled second 3x faster), so the real graphs must not be the first."""
-    x86, _, prepare_pt2e, convert_pt2e = _pt2e_api()
+    x86 = _pt2e_api()[0]
     import torch._inductor.config as inductor_config
 
     inductor_config.freezing = True
     example = (torch.randn(2, 16),)
+    quantizer = x86.X86InductorQuantizer().set_global(x86.get_default_x86_inductor_quantization_config(is_dynamic=True))
+    graph = _quantized_graph(nn.Sequential(nn.Linear(16, 16), nn.ReLU(), nn.Linear(16, 4)).eval(), example, quantizer)
     with torch.no_grad():
-        exported = torch.export.export(nn.Sequential(nn.Linear(16, 16), nn.ReLU(), nn.Linear(16, 4)).eval(), example).module()
-        quantizer = x86.X86InductorQuantizer().set_global(x86.get_default_x86_inductor_quantization_config(is_dynamic=True))
-        prepared = prepare_pt2e(exported, quantizer)
-        prepared(*example)
-        torch.compile(convert_pt2e(prepared))(*example)
+        torch.compile(graph)(*example)
 
 
 def _bucket(value: int, buckets: tuple[int, ...]) -> int:
@@ -135,18 +142,18 @@ class Pt2eInt8Model(nn.Module):
     def train(self, mode: bool = True):  # exported graphs have no train mode; this model only infers
         return self
 
+    def _key(self, batch: int, seq: int) -> tuple[int, int]:
+        return _bucket(batch, self.batch_buckets), _bucket(seq, self.seq_buckets)
+
     def graph(self, batch: int, seq: int):
-        """The quantized (and, with compile, inductor-compiled) graph for one padded input shape."""
-        key = (_bucket(batch, self.batch_buckets), _bucket(seq, self.seq_buckets))
+        """The quantized (and, with compile, inductor-compiled) graph for the bucket of one input shape."""
+        return self._graph_for(self._key(batch, seq))
+
+    def _graph_for(self, key: tuple[int, int]):
         if key not in self._graphs:
-            _, _, prepare_pt2e, convert_pt2e = _pt2e_api()
             started = time.perf_counter()
-            example = self._pad({name: torch.ones(batch, seq, dtype=torch.long) for name in self.input_names}, *key)
-            with torch.no_grad():
-                exported = torch.export.export(self._carrier, example, strict=False).module()
-                prepared = prepare_pt2e(exported, self._quantizer)
-                prepared(*example)
-                converted = convert_pt2e(prepared)
+            example = tuple(torch.ones(key, dtype=torch.long) for _ in self.input_names)
+            converted = _quantized_graph(self._carrier, example, self._quantizer, strict=False)
             if self.compile:
                 import torch._inductor.config as inductor_config
 
@@ -178,8 +185,8 @@ class Pt2eInt8Model(nn.Module):
         given = {"input_ids": input_ids,
                  "attention_mask": attention_mask if attention_mask is not None else torch.ones_like(input_ids),
                  "token_type_ids": token_type_ids if token_type_ids is not None else torch.zeros_like(input_ids)}
-        key = (_bucket(batch, self.batch_buckets), _bucket(seq, self.seq_buckets))
-        logits = self.graph(batch, seq)(*self._pad(given, *key))
+        key = self._key(batch, seq)
+        logits = self._graph_for(key)(*self._pad(given, *key))
         logits = logits[:batch]
         if logits.dim() == 3:  # per-token heads: drop the padded positions too
             logits = logits[:, :seq]
@@ -199,7 +206,7 @@ def compile_pt2e(model: nn.Module, *, seq_buckets: Iterable[int] | None = None, 
     backend = get_backend(record.config.backend)
     if backend.is_graph_backend:
         raise BertliteError("An ONNX Runtime int8 model is already a compiled graph; compile_pt2e needs the torch or torchao backend.")
-    x86, observer_base, _, _ = _pt2e_api()
+    x86, observer_base = _pt2e_api()[:2]
     carrier = copy.deepcopy(model)
     quantizer = x86.X86InductorQuantizer()
     for name in record.linear_modules:
@@ -215,7 +222,7 @@ def compile_pt2e(model: nn.Module, *, seq_buckets: Iterable[int] | None = None, 
             if bias is not None:
                 linear.bias.copy_(bias.to(torch.float32))
         set_submodule(carrier, name, linear)
-        scale = weight.scale.reshape(-1).expand(weight.shape[0]) if not weight.per_channel else weight.scale.reshape(-1)
+        scale = weight.scale.reshape(-1).expand(weight.shape[0])  # a per-tensor scale repeated for every row
         config = _exact_weight_config(x86, observer_base, scale.to(torch.float32), record.settings.reduce_range)
         quantizer.set_module_name_qconfig(f"model.{name}", config)  # "model." : the _Logits wrapper's attribute
     carrier.eval()
