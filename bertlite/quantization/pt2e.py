@@ -79,8 +79,8 @@ def _quantized_graph(module: nn.Module, example: tuple, quantizer, strict: bool 
 @functools.lru_cache(maxsize=1)
 def _prime_inductor() -> None:
     """Compile a tiny PT2E-quantized Linear once per process. Measured with torch 2.13 / torchao 0.18: the first
-    freezing compile of a process leaves the int8 Linears unfused (a bert-base graph compiled first ran at fp32
-    speed, the same graph compiled second 3x faster), so the real graphs must not be the first."""
+    freezing compile of a process left the int8 Linears unfused (a bert-base graph compiled first ran at about fp32
+    speed, the same graph compiled second did not), so the real graphs must not be the first."""
     x86 = _pt2e_api()[0]
     import torch._inductor.config as inductor_config
 
