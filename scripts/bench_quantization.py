@@ -1,12 +1,16 @@
 """Benchmark of dynamic int8 quantization: speed, size on disk, accuracy. One run, ratios measured side by side.
 
-    OMP_WAIT_POLICY=PASSIVE python scripts/bench_quantization.py                     # latency + size
-    OMP_WAIT_POLICY=PASSIVE python scripts/bench_quantization.py --model DIR [DIR..]  # + accuracy of fine-tuned folders
-    OMP_WAIT_POLICY=PASSIVE python scripts/bench_quantization.py --finetune-seeds 3   # + accuracy, MiniLM fine-tuned here
-    OMP_WAIT_POLICY=PASSIVE python scripts/bench_quantization.py --quick              # smoke run (tiny shapes)
+    python scripts/bench_quantization.py                     # latency + size (quiet machine, OpenMP's default spinning)
+    python scripts/bench_quantization.py --model DIR [DIR..]  # + accuracy of fine-tuned folders
+    python scripts/bench_quantization.py --finetune-seeds 3   # + accuracy, MiniLM fine-tuned here
+    python scripts/bench_quantization.py --quick              # smoke run (tiny shapes)
 
 Latency is measured with `bertlite.evaluation.compare_latency` (models interleaved round by round), so a busy
 neighbour on a shared machine slows every variant alike and the ratios stay meaningful; absolute times do not.
+The OpenMP wait policy matters at batch 1: with `OMP_WAIT_POLICY=PASSIVE` (what bertlite's CLI sets, for training
+on shared machines) worker threads sleep between the many small kernels of a batch-1 forward pass and wake up late,
+which cost the compiled int8 graphs a quarter of their speed here. The header prints the policy the run used; set
+it before starting Python (OpenMP reads it once).
 Goals (issue 5): eager >= 2.8x and compiled >= 3.3x faster than fp32 eager on the bert-base shape, int8 files
 <= 0.3x the fp32 size, accuracy within 0.5 points on rotten_tomatoes.
 """
@@ -177,7 +181,8 @@ def main(argv=None) -> int:
     missing = sorted({VARIANTS[n][0] for n in VARIANTS} - have)
     if missing:
         print(f"(backends not installed, skipped: {', '.join(missing)})")
-    print(f"# bertlite int8 benchmark — torch {torch.__version__}, {os.cpu_count()} CPUs")
+    policy = os.environ.get("OMP_WAIT_POLICY") or "unset (OpenMP default: spin, then sleep)"
+    print(f"# bertlite int8 benchmark — torch {torch.__version__}, {os.cpu_count()} CPUs, OMP_WAIT_POLICY {policy}")
     shapes = [(8, 32), (1, 32)] if args.quick else [(8, 128), (1, 128)]
     rounds = 2 if args.quick else 5
     bert_base = bert_base_shape(args.quick)
