@@ -32,6 +32,7 @@ class DistillArguments:
     task: str = field(default="rotten_tomatoes", metadata={"help": "Task: 'rotten_tomatoes' or 'imdb' (offline, packaged), a GLUE task (sst2, mrpc, qnli, rte, mnli, qqp, cola, stsb; online), a Hub dataset id, or a local .csv/.json/.jsonl file."})
     student: str | None = field(default=None, metadata={"help": "Use this student model (folder or Hub id) instead of building one from the teacher. Must share the teacher's vocabulary."})
     student_layers: int | None = field(default=3, metadata={"help": "Number of student layers, initialised from teacher layers when the width is unchanged."})
+    student_head: str = field(default="teacher", metadata={"help": "For a --student without a classification head (e.g. from `distill --general`): 'teacher' copies the fine-tuned teacher's pooler and classifier when the widths match (the student's last layer learned to imitate the teacher's), 'fresh' starts them random."})
     student_layer_ids: str | None = field(default=None, metadata={"help": "Teacher layers (0-based, comma-separated, e.g. '0,2,4') that initialise the student; default: every k-th layer."})
     student_hidden_size: int | None = field(default=None, metadata={"help": "Narrower student hidden size (random init; a learned projection maps it to the teacher's width)."})
     student_intermediate_size: int | None = field(default=None, metadata={"help": "Student FFN size (random init when it differs from the teacher's)."})
@@ -39,6 +40,8 @@ class DistillArguments:
     max_length: int = field(default=128, metadata={"help": "Maximum tokens per example (longer inputs are truncated)."})
     teacher_epochs: float = field(default=2.0, metadata={"help": "Epochs for fine-tuning a teacher that has no head for the task."})
     teacher_learning_rate: float = field(default=1e-4, metadata={"help": "Learning rate for that teacher fine-tune."})
+    teacher_ensemble: int = field(default=1, metadata={"help": "Fine-tune this many teachers (seeds seed, seed+1, ...; folders teacher/, teacher-2/, ...) and distill from their averaged logits; hidden states and attention maps come from the first. For a teacher without a task head."})
+    extra_teachers: str | None = field(default=None, metadata={"help": "Comma-separated teachers already fine-tuned on the task (folders or Hub ids) whose logits are averaged with the teacher's: an ensemble teacher. They must share its tokenizer."})
     text_column: str = field(default="text", metadata={"help": "Text column for local files / Hub datasets."})
     text_pair_column: str | None = field(default=None, metadata={"help": "Second-sentence column for pair tasks in local files / Hub datasets."})
     label_column: str = field(default="label", metadata={"help": "Label column for local files / Hub datasets."})
@@ -55,11 +58,14 @@ class DistillArguments:
     def __post_init__(self):
         if self.max_length < 8:
             raise BertliteError(f"max_length must be at least 8, got {self.max_length}.")
-        for name in ("student_layers", "student_hidden_size", "student_intermediate_size", "student_heads", "max_train_examples",
+        for name in ("teacher_ensemble", "student_layers", "student_hidden_size", "student_intermediate_size", "student_heads", "max_train_examples",
                      "max_eval_examples", "transfer_examples"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise BertliteError(f"{name} must be >= 1, got {value}.")
+        if self.student_head not in ("teacher", "fresh"):
+            raise BertliteError(f"student_head must be 'teacher' or 'fresh', got {self.student_head!r}.")
+        self.extra_teacher_list = [t.strip() for t in (self.extra_teachers or "").split(",") if t.strip()]
         if self.transfer_data:  # fail now, not after the teacher was fine-tuned
             from .transfer import check_transfer_source
 
@@ -107,9 +113,43 @@ def _load_teacher(path: str, num_labels: int, trust_remote_code: bool):
         raise BertliteError(f"Could not load the teacher from {path!r}: {err}") from err
 
 
-def make_student(args: DistillArguments, teacher, seed: int):
+def _teacher_paths(args: DistillArguments, num_labels: int, output_dir: str, seed: int, log) -> tuple[list[str], list[str]]:
+    """Paths and display names of the teacher trained on the task (fine-tuned first when it has no head for it),
+    then of the ensemble's other members: `teacher_ensemble - 1` more fine-tunes with the next seeds, and the
+    `extra_teachers` as given. Names never hold a path this job made (they go into model cards)."""
+    from .models import resolve_model_name
+    from .teacher import has_task_head
+
+    if args.teacher_ensemble > 1 and has_task_head(resolve_model_name(args.teacher), num_labels):
+        raise BertliteError(f"--teacher_ensemble {args.teacher_ensemble} fine-tunes several teachers from a pre-trained one, but "
+                            f"{display_name(args.teacher)} already has a {num_labels}-label head for the task. Pass other "
+                            "fine-tuned teachers with --extra_teachers DIR,DIR instead.")
+    for extra in args.extra_teacher_list:
+        try:
+            fine_tuned = has_task_head(resolve_model_name(extra), num_labels)
+        except OSError as err:
+            raise BertliteError(f"Could not read the extra teacher {extra!r}: {err}") from err
+        if not fine_tuned:
+            raise BertliteError(f"--extra_teachers {extra!r} has no {num_labels}-label classification head: every extra teacher "
+                                "must already be fine-tuned on the task (or use --teacher_ensemble N to fine-tune N teachers).")
+    paths, names = [], []
+    for i in range(args.teacher_ensemble):
+        if args.teacher_ensemble > 1:
+            log(f"Ensemble teacher {i + 1} of {args.teacher_ensemble} (seed {seed + i}).")
+        paths.append(finetuned_teacher(args.teacher, args.task, os.path.join(output_dir, "teacher" if i == 0 else f"teacher-{i + 1}"),
+                                       epochs=args.teacher_epochs, learning_rate=args.teacher_learning_rate,
+                                       max_length=args.max_length, seed=seed + i, max_train_examples=args.max_train_examples,
+                                       trust_remote_code=args.trust_remote_code, log=log))
+        used_as_is = paths[-1] == resolve_model_name(args.teacher)
+        names.append(display_name(args.teacher) if used_as_is else f"{display_name(args.teacher)} fine-tuned on {args.task} (seed {seed + i})")
+    paths += [resolve_model_name(extra) for extra in args.extra_teacher_list]
+    names += [display_name(extra) for extra in args.extra_teacher_list]
+    return paths, names
+
+
+def make_student(args: DistillArguments, teacher, seed: int, log=print):
     if args.student:
-        return load_student(args.student, teacher.config.num_labels, teacher, args.trust_remote_code)
+        return load_student(args.student, teacher.config.num_labels, teacher, args.trust_remote_code, head=args.student_head, log=log)
     return build_student(teacher, num_layers=args.student_layers if args.layer_ids is None else None, layer_ids=args.layer_ids,
                          hidden_size=args.student_hidden_size, intermediate_size=args.student_intermediate_size,
                          num_attention_heads=args.student_heads, seed=seed)
@@ -140,14 +180,23 @@ def run_distillation(args: DistillArguments, config: DistillationConfig, log=pri
     log(f"Task {info.name}: {len(dsd['train'])} train / {len(dsd['validation'])} validation / {len(dsd['test'])} test examples ({info.source}).")
 
     _check_shapes_early(args, config)
-    teacher_path = finetuned_teacher(args.teacher, args.task, os.path.join(output_dir, "teacher"), epochs=args.teacher_epochs,
-                                     learning_rate=args.teacher_learning_rate, max_length=args.max_length, seed=config.seed,
-                                     max_train_examples=args.max_train_examples, trust_remote_code=args.trust_remote_code, log=log)
+    teacher_paths, teacher_names = _teacher_paths(args, info.num_labels, output_dir, config.seed, log)
+    teacher_path = teacher_paths[0]
     teacher = _load_teacher(teacher_path, info.num_labels, args.trust_remote_code)
-    student = make_student(args, teacher, config.seed)
+    if len(teacher_paths) > 1:
+        from .ensemble import TeacherEnsemble
+
+        teacher = TeacherEnsemble([teacher] + [_load_teacher(p, info.num_labels, args.trust_remote_code) for p in teacher_paths[1:]])
+        for path in teacher_paths[1:]:
+            if load_tokenizer(path, args.trust_remote_code).get_vocab() != tokenizer.get_vocab():
+                raise BertliteError(f"Teacher {path!r} uses another vocabulary than {display_name(args.teacher)}: the teachers of "
+                                    "an ensemble must share one tokenizer.")
+        log(f"Teacher: an ensemble of {len(teacher_paths)} fine-tuned teachers (logits averaged; intermediate targets from the first).")
+    anchor = teacher.anchor if len(teacher_paths) > 1 else teacher  # the single model the student is built from and timed against
+    student = make_student(args, anchor, config.seed, log)
     if args.student:
         check_same_vocabulary(student.config, teacher.config, load_tokenizer(args.student, args.trust_remote_code), tokenizer)
-    log(f"Teacher: {describe_shape(teacher)}")
+    log(f"Teacher: {describe_shape(anchor)}")
     log(f"Student: {describe_shape(student)}")
 
     encoded = tokenize(dsd, tokenizer, args.max_length)
@@ -195,26 +244,35 @@ def run_distillation(args: DistillArguments, config: DistillationConfig, log=pri
 
     record = CompressionConfig.load_or_new(None, base_model=display_name(args.teacher), task=info.name,
                                            dataset=info.source, split_note=info.split_note)
-    record.add_step("distillation", teacher=display_name(args.teacher), student_shape=describe_shape(student),
+    ensemble = teacher_names if len(teacher_paths) > 1 else None
+    record.add_step("distillation", teacher=display_name(args.teacher), **({"teacher_ensemble": ensemble} if ensemble else {}),
+                    student_shape=describe_shape(student),
                     student_init=getattr(student, "bertlite_init", {"from": args.student}), **distillation_params(config),
                     **({"augmentation": augmentation} if augmentation else {}),
                     **({"transfer_set": transfer} if transfer else {}))
     metrics = {"task": info.to_dict(),
                # labelled examples, and unlabeled ones (augmented / transfer set) learned from soft targets only
                "training_examples": {"labelled": len(dsd["train"]), "soft_targets_only": len(encoded["train"]) - len(dsd["train"])},
-               "teacher": {"model": display_name(args.teacher), **describe_shape(teacher)},
+               "teacher": {"model": display_name(args.teacher), **describe_shape(anchor)},
                "student": describe_shape(student)}
     log("Evaluating teacher and student on the test split...")
     metrics["teacher"]["test_accuracy"] = accuracy(teacher, tokenizer, dsd["test"], max_length=args.max_length, desc="Teacher test")
+    if ensemble:
+        # The teacher's accuracy above is the ensemble's (what the student learned from); shape, size and latency
+        # are one member's, the model a user would otherwise deploy.
+        metrics["teacher"]["ensemble"] = {
+            "members": ensemble,
+            "member_test_accuracy": [accuracy(m, tokenizer, dsd["test"], max_length=args.max_length, desc=f"Teacher {i + 1} test")
+                                     for i, m in enumerate(teacher.members)]}
     metrics["student"]["test_accuracy"] = accuracy(student, tokenizer, dsd["test"], max_length=args.max_length, desc="Student test")
     metrics["student"]["validation_accuracy"] = accuracy(student, tokenizer, dsd["validation"], max_length=args.max_length, desc="Student validation")
-    teacher_size = folder_size_mb(teacher_path) if os.path.isdir(teacher_path) else count_parameters(teacher) * 4 / 1e6
+    teacher_size = folder_size_mb(teacher_path) if os.path.isdir(teacher_path) else count_parameters(anchor) * 4 / 1e6
     metrics["teacher"]["size_mb"] = round(teacher_size, 2)
     metrics["student"]["size_mb"] = round(folder_size_mb(output_dir), 2)
     if args.measure_latency:
         log("Measuring CPU latency (interleaved, median)...")
         for batch in (8, 1):
-            lat = compare_latency({"teacher": teacher.eval(), "student": student.eval()}, batch_size=batch, seq_len=128)
+            lat = compare_latency({"teacher": anchor.eval(), "student": student.eval()}, batch_size=batch, seq_len=128)
             metrics["teacher"][f"latency_ms_b{batch}"] = round(lat["teacher"], 2)
             metrics["student"][f"latency_ms_b{batch}"] = round(lat["student"], 2)
             metrics["student"][f"speedup_b{batch}"] = round(lat["teacher"] / lat["student"], 2)

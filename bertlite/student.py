@@ -81,14 +81,53 @@ def build_student(teacher: PreTrainedModel, num_layers: int | None = None, layer
     return student
 
 
-def load_student(path: str, num_labels: int, teacher: PreTrainedModel, trust_remote_code: bool = False) -> PreTrainedModel:
-    """A given student model (folder or Hub id); its vocabulary must be the teacher's."""
+def load_student(path: str, num_labels: int, teacher: PreTrainedModel, trust_remote_code: bool = False,
+                 head: str = "teacher", log=None) -> PreTrainedModel:
+    """A given student model (folder or Hub id); its vocabulary must be the teacher's.
+
+    A student without a classification head (e.g. a general-distillation encoder) gets one. With `head="teacher"`
+    and the teacher's width, that is a copy of the fine-tuned teacher's pooler and classifier: the student's last
+    layer was trained to imitate the teacher's last layer, so the teacher's head already reads it (the head was
+    fine-tuned together with the pooler, so both are copied). Otherwise, or with `head="fresh"`, a random one.
+    """
+    if head not in ("teacher", "fresh"):
+        raise BertliteError(f"student_head must be 'teacher' or 'fresh', got {head!r}.")
     try:
-        student = AutoModelForSequenceClassification.from_pretrained(path, num_labels=num_labels, trust_remote_code=trust_remote_code)
+        student, info = AutoModelForSequenceClassification.from_pretrained(
+            path, num_labels=num_labels, trust_remote_code=trust_remote_code, output_loading_info=True)
     except (OSError, ValueError) as err:
         raise BertliteError(f"Could not load the student model {path!r}: {err}") from err
     check_same_vocabulary(student.config, teacher.config)
+    headless = any(k.startswith("classifier.") for k in info.get("missing_keys", ()))
+    student.bertlite_init = {"from": path}
+    if headless and head == "teacher":
+        copied = copy_prediction_head(teacher, student)
+        if copied:
+            student.bertlite_init["head_from_teacher"] = copied
+        if log is not None:
+            log(f"The student {path!r} has no classification head: " +
+                (f"copied the teacher's ({', '.join(copied)})." if copied else "the teacher's does not fit it (other width), so it starts random."))
     return student
+
+
+def copy_prediction_head(teacher: PreTrainedModel, student: PreTrainedModel) -> list[str]:
+    """Copies the teacher's pooler and classifier into the student where the shapes agree; returns what was copied."""
+    copied = []
+    t_base, s_base = getattr(teacher, teacher.base_model_prefix, None), getattr(student, student.base_model_prefix, None)
+    pairs = [("pooler", getattr(t_base, "pooler", None), getattr(s_base, "pooler", None)),
+             ("classifier", getattr(teacher, "classifier", None), getattr(student, "classifier", None))]
+    if any(t is None or s is None for _, t, s in pairs):
+        return copied
+    t_state = {name: t.state_dict() for name, t, _ in pairs}
+    s_state = {name: s.state_dict() for name, _, s in pairs}
+    if any(t_state[n].keys() != s_state[n].keys() or any(t_state[n][k].shape != s_state[n][k].shape for k in t_state[n])
+           for n in t_state):
+        return copied
+    with torch.no_grad():
+        for name, t, s in pairs:
+            s.load_state_dict(t.state_dict())
+            copied.append(name)
+    return copied
 
 
 def check_same_vocabulary(student_config, teacher_config, student_tokenizer=None, teacher_tokenizer=None) -> None:

@@ -11,6 +11,7 @@ Prints, measured in this one run:
     python scripts/bench_distill.py --quick         # smoke run on a slice of the data
     python scripts/bench_distill.py --set hidden_weight=0 --set temperature=4   # another recipe (any DistillationConfig field)
     python scripts/bench_distill.py --set transfer_data=imdb --set num_train_epochs=1   # + IMDB transfer set, same steps
+    python scripts/bench_distill.py --shared-teacher RUN/teacher --set extra_teachers=RUN/teacher-2,RUN/teacher-3  # ensemble teacher
 """
 
 from __future__ import annotations
@@ -180,6 +181,8 @@ def main() -> int:
                                               **{"save_strategy": "no", **({"num_train_epochs": 1} if args.quick else {}), **overrides})
             metrics = run_distillation(distill_args, config, log=lambda *a: None)
             rows["teacher"].append(metrics["teacher"]["test_accuracy"])
+            if "ensemble" in metrics["teacher"]:  # the teacher row is the ensemble; also keep its first member
+                rows.setdefault("first_member", []).append(metrics["teacher"]["ensemble"]["member_test_accuracy"][0])
             rows["distilled"].append(metrics["student"]["test_accuracy"])
             teacher_dir = args.shared_teacher or os.path.join(out, "teacher")
             if not args.skip_baseline:
@@ -195,10 +198,16 @@ def main() -> int:
 
         print(f"\n{'model':34s} accuracy (mean +- std over {len(seeds)} seeds)")
         label = "teacher (one shared fine-tune)" if args.shared_teacher else "teacher (MiniLM-L6, fine-tuned)"
+        if "first_member" in rows:
+            label = "teacher ensemble (averaged logits)"
         print(f"{label:34s} {fmt(rows['teacher'])}")
+        if "first_member" in rows:
+            print(f"{'  its first member alone':34s} {fmt(rows['first_member'])}")
         print(f"{'3-layer student, distilled':34s} {fmt(rows['distilled'])}")
         ratio = statistics.mean(rows["distilled"]) / statistics.mean(rows["teacher"])
         line = f"distilled / teacher = {100 * ratio:.1f}% (goal >= 97%)"
+        if "first_member" in rows:
+            line += f" (of the first member alone: {100 * statistics.mean(rows['distilled']) / statistics.mean(rows['first_member']):.1f}%)"
         if rows["no_teacher"]:
             print(f"{'3-layer student, no teacher':34s} {fmt(rows['no_teacher'])}")
             line += (f"; distilled - no-teacher = "

@@ -3,7 +3,7 @@ packaged MiniLM, distilled four ways, over several seeds, in one process.
 
     task      task distillation alone (student = every other teacher layer)        bertlite distill
     +aug      the same, training on the original + augmented examples               bertlite augment; distill --augmented
-    +general  starting from a generally distilled student (fresh classifier head)   distill --general; distill --student
+    +general  starting from a generally distilled student (+ the teacher's head)    distill --general; distill --student
     +both     both
 
 One fine-tuned teacher, one augmented dataset and one general student per size serve every seed (they are made
@@ -13,6 +13,8 @@ examples of the training split (the fixed stratified split, so the labels stay b
 
     python scripts/bench_tinybert_recipe.py --quick      # smoke run, a few minutes on 2 cores
     python scripts/bench_tinybert_recipe.py              # the full run (about an hour on 2 cores)
+    python scripts/bench_tinybert_recipe.py --general_teacher finetuned --layers 3   # general distillation from the
+                                                         # fine-tuned teacher instead of the pre-trained MiniLM
 
 Interrupted? Run the same command again: the teacher, the general students and every finished task distillation
 (work_dir/runs.jsonl) are reused when their settings are unchanged.
@@ -60,6 +62,13 @@ def parse_args(argv=None):
     p.add_argument("--general_max_length", type=int, default=64)
     p.add_argument("--general_learning_rate", type=float, default=1e-4)
     p.add_argument("--general_corpus", default="movie-reviews")
+    p.add_argument("--general_teacher", default="pretrained", choices=("pretrained", "finetuned"),
+                   help="Teacher of the general distillation: the pre-trained MiniLM (TinyBERT's setting; the student "
+                        "starts from its layers) or the fine-tuned task teacher (in-domain intermediate-layer "
+                        "distillation on the same unlabeled corpus; the student starts from the fine-tuned layers).")
+    p.add_argument("--general_head", default="teacher", choices=("teacher", "fresh"),
+                   help="Pooler and classifier of the general student: copied from the fine-tuned teacher (the "
+                        "`bertlite distill --student` default) or random (`--student_head fresh`).")
     args = p.parse_args(argv)
     args.eval_examples = None  # the full test split
     if args.quick:
@@ -101,42 +110,48 @@ SETTINGS = ("train_examples", "max_length", "teacher_epochs", "epochs", "aug_epo
             "general_max_length", "general_learning_rate", "general_corpus", "eval_examples")
 
 
-def settings_key(args) -> str:
+def settings_key(args, variant: str) -> str:
     """Identifies the settings that shape a result, so an interrupted benchmark resumes only with the same ones."""
-    return json.dumps({k: getattr(args, k) for k in SETTINGS}, sort_keys=True)
+    values = {k: getattr(args, k) for k in SETTINGS}
+    if variant in ("+general", "+both") and args.general_head != "fresh":
+        values["general_head"] = args.general_head  # rows written before this option existed had random heads
+    if variant in ("+general", "+both", "general student") and args.general_teacher != "pretrained":
+        values["general_teacher"] = args.general_teacher  # ... and a general student of the pre-trained MiniLM
+    return json.dumps(values, sort_keys=True)
 
 
-def finished_runs(path: str, key: str) -> dict:
+def finished_runs(path: str, args) -> dict:
     """Results already measured with these settings (one JSON line per task distillation)."""
     done = {}
     if os.path.isfile(path):
         with open(path) as f:
             for line in f:
                 row = json.loads(line)
-                if row.pop("settings") == key:
+                if row.pop("settings") == settings_key(args, row["variant"]):
                     done[(row["layers"], row["variant"], row["seed"])] = row
     return done
 
 
-def make_general_student(args, layers, log) -> tuple[str, dict]:
+def make_general_student(args, layers, teacher, log) -> tuple[str, dict]:
     from bertlite.distill import DistillArguments
     from bertlite.general import GeneralArguments, run_general_distillation
 
-    out = os.path.join(args.work_dir, f"general-{layers}L")
+    from_finetuned = args.general_teacher == "finetuned"
+    out = os.path.join(args.work_dir, f"general-{layers}L" + ("-from-finetuned" if from_finetuned else ""))
     marker = os.path.join(out, "bench_settings.json")
     if os.path.isfile(marker):  # made by an earlier, interrupted run with the same settings: reuse it
         with open(marker) as f:
             saved = json.load(f)
-        if saved["settings"] == settings_key(args):
+        if saved["settings"] == settings_key(args, "general student"):
             return out, saved["metrics"]
     config = quiet_config(out, 0, max_steps=args.general_steps, per_device_train_batch_size=args.general_batch_size,
                           logging_steps=max(1, args.general_steps // 10),
                           learning_rate=args.general_learning_rate, logit_weight=0.0, hard_label_weight=0.0,
                           embedding_weight=1.0, hidden_weight=1.0, attention_weight=1.0)
-    metrics = run_general_distillation(DistillArguments(teacher="minilm", student_layers=layers, max_length=args.general_max_length, fresh=True),
+    metrics = run_general_distillation(DistillArguments(teacher=teacher if from_finetuned else "minilm", student_layers=layers, max_length=args.general_max_length, fresh=True),
                                        GeneralArguments(general=True, corpus=args.general_corpus), config, log=log)
     with open(marker, "w") as f:
-        json.dump({"settings": settings_key(args), "metrics": metrics["general_distillation"]}, f)
+        json.dump({"settings": settings_key(args, "general student"), "metrics": metrics["general_distillation"]}, f)
     return out, metrics["general_distillation"]
 
 
@@ -149,7 +164,7 @@ def task_distill(args, teacher, layers, variant, seed, augmented_dir, general_di
     run_args = DistillArguments(teacher=teacher, task="rotten_tomatoes", student=general_dir if with_general else None,
                                 student_layers=layers, max_length=args.max_length, augmented=augmented_dir if with_aug else None,
                                 max_train_examples=args.train_examples or None, max_eval_examples=args.eval_examples,
-                                fresh=True, measure_latency=False)
+                                fresh=True, measure_latency=False, student_head=args.general_head)
     config = quiet_config(out, seed, num_train_epochs=args.aug_epochs if with_aug else args.epochs,
                           learning_rate=args.learning_rate, per_device_train_batch_size=args.batch_size,
                           per_device_eval_batch_size=64, hard_label_weight=args.hard_label_weight)
@@ -192,7 +207,8 @@ def report(args, results, teacher_accuracy, augmentation, general, wall) -> str:
                  f"(N={args.num_variants}, p={args.probability}, top-{args.top_k}, embedding neighbours)")
     for layers, g in general.items():
         lines.append(f"general distillation {layers}L: {g['steps']} steps x {args.general_batch_size} sequences "
-                     f"(<= {args.general_max_length} tokens) of {args.general_corpus} in {g['train_seconds']:.0f}s, "
+                     f"(<= {args.general_max_length} tokens) of {args.general_corpus}, teacher: {args.general_teacher} "
+                     f"MiniLM, in {g['train_seconds']:.0f}s, "
                      f"logged loss {_fmt(g['first_logged_loss'])} -> {_fmt(g['last_logged_loss'])}")
     if 3 in args.layer_list:
         both = mean_std([r["test_accuracy"] for r in results if r["layers"] == 3 and r["variant"] == "+both"])[0]
@@ -260,12 +276,12 @@ def main(argv=None) -> int:
     general_dirs = {}
     for layers in args.layer_list:
         with quiet:
-            general_dirs[layers], general[layers] = make_general_student(args, layers, log)
+            general_dirs[layers], general[layers] = make_general_student(args, layers, teacher, log)
         say(f"[{(time.perf_counter() - started) / 60:.1f} min] general {layers}-layer student: "
             f"{general[layers]['train_seconds']:.0f}s")
     results = []
     runs_path = os.path.join(args.work_dir, "runs.jsonl")
-    done = finished_runs(runs_path, settings_key(args))
+    done = finished_runs(runs_path, args)
     for seed in args.seed_list:
         for layers in args.layer_list:
             for variant in VARIANTS:
@@ -276,7 +292,7 @@ def main(argv=None) -> int:
                     with quiet:
                         result = task_distill(args, teacher, layers, variant, seed, augmented_dir, general_dirs[layers], log)
                     with open(runs_path, "a") as f:
-                        f.write(json.dumps({**result, "settings": settings_key(args)}) + "\n")
+                        f.write(json.dumps({**result, "settings": settings_key(args, variant)}) + "\n")
                 results.append(result)
                 say(f"[{(time.perf_counter() - started) / 60:.1f} min] seed {seed} {layers}L {variant:<9} "
                     f"test accuracy {result['test_accuracy']:.4f} ({result['seconds']:.0f}s)"

@@ -180,5 +180,5 @@ def test_tinybert_recipe_end_to_end_on_packaged_minilm(tmp_path, capsys):
                  "--per_device_train_batch_size", "16", "--max_length", "32", "--no_measure_latency", "--disable_tqdm", "true"]) == 0
     assert "original + " in capsys.readouterr().out
     step = json.loads((task / "compression_config.json").read_text())["steps"][-1]
-    assert step["params"]["augmentation"]["num_variants"] == 2 and step["params"]["student_init"] == {"from": str(general)}
+    assert step["params"]["augmentation"]["num_variants"] == 2 and step["params"]["student_init"] == {"from": str(general), "head_from_teacher": ["pooler", "classifier"]}
     assert AutoModelForSequenceClassification.from_pretrained(task).config.num_hidden_layers == 2

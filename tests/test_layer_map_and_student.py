@@ -7,7 +7,7 @@ from bertlite.errors import BertliteError
 from bertlite.layer_map import resolve_layer_map
 from bertlite.student import build_student, default_layer_ids
 
-from conftest import tiny_model
+from conftest import tiny_config, tiny_model
 
 
 def test_layer_map_strategies():
@@ -75,3 +75,35 @@ def test_narrow_student_shapes_and_errors(tmp_path):
     ids = torch.randint(5, 100, (1, 6))
     assert reloaded.config.num_hidden_layers == 2
     assert torch.allclose(reloaded(input_ids=ids).logits, student.eval()(input_ids=ids).logits, atol=1e-6)
+
+
+def test_a_headless_student_gets_the_teachers_head_when_the_width_fits(tmp_path):
+    from transformers import BertModel
+
+    from bertlite.student import load_student
+
+    teacher = tiny_model(seed=0)
+    encoder = tmp_path / "encoder"
+    teacher.bert.save_pretrained(encoder)  # the teacher's own encoder, saved without its head (like a general student)
+    notes = []
+    student = load_student(str(encoder), 2, teacher, log=notes.append).eval()
+    ids = torch.randint(5, 100, (3, 9))
+    # Encoder and head now both equal the teacher's: the student predicts exactly what the teacher does.
+    assert torch.allclose(student(input_ids=ids).logits, teacher(input_ids=ids).logits, atol=1e-6)
+    assert student.bertlite_init["head_from_teacher"] == ["pooler", "classifier"] and "copied the teacher's" in notes[0]
+
+    fresh = load_student(str(encoder), 2, teacher, head="fresh")
+    assert not torch.equal(fresh.classifier.weight, teacher.classifier.weight) and "head_from_teacher" not in fresh.bertlite_init
+
+    narrow = tmp_path / "narrow"
+    BertModel(tiny_config(hidden_size=16, num_attention_heads=2)).save_pretrained(narrow)
+    notes.clear()
+    student = load_student(str(narrow), 2, teacher, log=notes.append)
+    assert "head_from_teacher" not in student.bertlite_init and "starts random" in notes[0]
+
+    with_head = tmp_path / "with_head"
+    own = tiny_model(seed=7)
+    own.save_pretrained(with_head)  # a student that has its own classifier keeps it
+    assert torch.equal(load_student(str(with_head), 2, teacher).classifier.weight, own.classifier.weight)
+    with pytest.raises(BertliteError, match="'teacher' or 'fresh'"):
+        load_student(str(encoder), 2, teacher, head="mine")
