@@ -157,6 +157,29 @@ def accuracy_table(models_and_names, tokenizer, test, backends):
               f"| {stat([r.accuracy_drop_points for r in reports])} | {stat([100 * r.label_agreement for r in reports])} | {n} |")
 
 
+@torch.no_grad()
+def profile_table(title, fp32, shape, passes: int = 3, rows: int = 6) -> None:
+    """Share of the default int8 model's CPU time per operator: what int8 speeds up (its Linear kernels) against
+    the fp32 work it leaves (attention, GELU, adds, LayerNorm), which bounds the eager speedup."""
+    from torch.profiler import profile
+
+    backend, settings, _ = VARIANTS["torch per_tensor (eager)"]
+    model = quantize_model(fp32, backend=backend, **settings).eval()
+    batch, seq = shape
+    ids = torch.randint(1000, fp32.config.vocab_size, (batch, seq), generator=torch.Generator().manual_seed(0))
+    inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+    model(**inputs)
+    with profile() as prof:
+        for _ in range(passes):
+            model(**inputs)
+    events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+    total = sum(e.self_cpu_time_total for e in events) or 1
+    print(f"\n## Where the default int8 model's time goes ({title}, batch {batch} x {seq}, {passes} passes, torch.profiler)")
+    print("| operator | share of CPU time |\n|---|---|")
+    for e in events[:rows]:
+        print(f"| {e.key} | {100 * e.self_cpu_time_total / total:.1f}% |")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="smoke run: small shapes, no compile, few rounds")
@@ -165,6 +188,8 @@ def main(argv=None) -> int:
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile variant (20-40 s per shape)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--skip-latency", action="store_true")
+    parser.add_argument("--profile", action="store_true",
+                        help="also print where the default eager int8 model spends its time (bert-base shape, batch 8 x 128)")
     parser.add_argument("--variants", default=None, metavar="WORDS",
                         help="only the variants whose name contains one of these comma-separated words (e.g. 'PT2E,default')")
     args = parser.parse_args(argv)
@@ -190,6 +215,8 @@ def main(argv=None) -> int:
         latency_table("bert-base shape, random weights" if not args.quick else "small BERT shape (quick)", bert_base, names, shapes, rounds)
     size_table("bert-base shape" if not args.quick else "small BERT shape (quick)", bert_base,
                [b for b in ("torch", "onnxruntime") if b in have])
+    if args.profile:
+        profile_table("bert-base shape" if not args.quick else "small BERT shape (quick)", bert_base, shapes[0])
     del bert_base
     if not args.quick:
         minilm = packaged_minilm()
