@@ -89,15 +89,19 @@ def step_overhead(rounds: int, batch_size: int, attention: bool) -> dict:
 
 
 def train_without_teacher(seed: int, teacher_path: str, out: str, recipe: DistillTrainingArguments, max_train: int | None,
-                          max_eval: int | None, epoch_scale: float = 1.0) -> float:
-    """The same 3-layer student (same initial weights), trained on the labels alone with plain Trainer and the
-    distillation run's optimisation settings (epochs, learning rate, batch, warm-up, sampler). `epoch_scale`
-    stretches the epochs so that it takes as many optimizer steps as a distillation run whose training data had
-    unlabeled examples added (a transfer set of as many sentences as labelled ones: x2)."""
+                          max_eval: int | None, epoch_scale: float = 1.0, init: str = "teacher") -> float:
+    """The 3-layer student trained on the labels alone with plain Trainer and the distillation run's optimisation
+    settings (epochs, learning rate, batch, warm-up, sampler). `init="teacher"`: the same initial weights as the
+    distilled student (layers and head of the fine-tuned teacher: no soft targets, but the teacher's weights —
+    "shrink and fine-tune"); `init="pretrained"`: the same layers of the pre-trained MiniLM and a random head, i.e.
+    a student that never sees the teacher. `epoch_scale` stretches the epochs so that it takes as many optimizer
+    steps as a distillation run whose training data had unlabeled examples added (a transfer set of as many
+    sentences as labelled ones: x2)."""
     tokenizer = load_tokenizer("minilm")
     dsd, _ = load_task("rotten_tomatoes", max_train_examples=max_train, max_eval_examples=max_eval)
-    teacher = AutoModelForSequenceClassification.from_pretrained(teacher_path)
-    student = build_student(teacher, num_layers=3, seed=seed)
+    torch.manual_seed(seed)  # the random head of the pre-trained init
+    source = teacher_path if init == "teacher" else resolve_model_name("minilm")
+    student = build_student(AutoModelForSequenceClassification.from_pretrained(source, num_labels=2), num_layers=3, seed=seed)
     args = TrainingArguments(output_dir=out, num_train_epochs=recipe.num_train_epochs * epoch_scale, learning_rate=recipe.learning_rate,
                              per_device_train_batch_size=recipe.per_device_train_batch_size, warmup_steps=recipe.warmup_steps,
                              weight_decay=recipe.weight_decay, train_sampling_strategy=recipe.train_sampling_strategy,
@@ -149,6 +153,9 @@ def main() -> int:
     parser.add_argument("--skip-step", action="store_true", help="skip the step-time measurement")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (1 lets two recipes run side by side on 2 cores)")
     parser.add_argument("--skip-baseline", action="store_true", help="skip the no-teacher student")
+    parser.add_argument("--pretrained-baseline", action="store_true",
+                        help="also train a student that never sees the teacher: the same layers of the pre-trained MiniLM "
+                             "(random head), labels only, same steps")
     args = parser.parse_args()
     overrides, job_overrides = parse_overrides(args.overrides)
     torch.set_num_threads(min(args.threads, os.cpu_count() or 1))
@@ -188,7 +195,13 @@ def main() -> int:
             if not args.skip_baseline:
                 rows["no_teacher"].append(train_without_teacher(seed, teacher_dir, os.path.join(out, "no-teacher"),
                                                                 config, max_train, max_eval, epoch_scale(metrics)))
+            if args.pretrained_baseline:
+                rows.setdefault("no_teacher_pretrained", []).append(train_without_teacher(
+                    seed, teacher_dir, os.path.join(out, "no-teacher-pretrained"), config, max_train, max_eval,
+                    epoch_scale(metrics), init="pretrained"))
             baseline = f"no-teacher {rows['no_teacher'][-1]:.4f}" if rows["no_teacher"] else ""
+            if "no_teacher_pretrained" in rows:
+                baseline += f"  no-teacher from pre-trained layers {rows['no_teacher_pretrained'][-1]:.4f}"
             print(f"seed {seed}: teacher {rows['teacher'][-1]:.4f}  distilled {rows['distilled'][-1]:.4f}  {baseline}", flush=True)
 
         def fmt(values):
@@ -209,9 +222,13 @@ def main() -> int:
         if "first_member" in rows:
             line += f" (of the first member alone: {100 * statistics.mean(rows['distilled']) / statistics.mean(rows['first_member']):.1f}%)"
         if rows["no_teacher"]:
-            print(f"{'3-layer student, no teacher':34s} {fmt(rows['no_teacher'])}")
+            print(f"{'3-layer student, no teacher':34s} {fmt(rows['no_teacher'])}  (the teacher's layers and head, labels only)")
             line += (f"; distilled - no-teacher = "
                      f"{100 * (statistics.mean(rows['distilled']) - statistics.mean(rows['no_teacher'])):+.2f} points (goal > 0)")
+        if "no_teacher_pretrained" in rows:
+            print(f"{'3-layer student, never a teacher':34s} {fmt(rows['no_teacher_pretrained'])}  (pre-trained MiniLM layers, labels only)")
+            line += (f"; distilled - never-a-teacher = "
+                     f"{100 * (statistics.mean(rows['distilled']) - statistics.mean(rows['no_teacher_pretrained'])):+.2f} points")
         print(line)
         if overrides or job_overrides:
             print(f"recipe changes from the `bertlite distill` defaults: {results['overrides']}")
