@@ -207,6 +207,18 @@ def test_weights_shape_per_layer_follows_pruned_tensors(tiny_folder, tmp_path):
     assert "Sixteen Heads" in text  # Michel et al. cited for structured pruning
 
 
+def test_card_says_when_the_teacher_was_an_ensemble(tiny_folder, tmp_path):
+    from bertlite.hub import render_model_card
+
+    folder = copy_folder(tiny_folder, tmp_path / "model")
+    metrics = json.loads((folder / "metrics.json").read_text())
+    metrics["teacher"]["ensemble"] = {"members": ["a (seed 42)", "a (seed 43)"], "member_test_accuracy": [0.84, 0.8312]}
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+    text = render_model_card(str(folder), "alice/ensemble")
+    assert "an ensemble of 2 fine-tuned teachers whose logits were averaged (each alone, test: 0.8400 / 0.8312)" in text
+    assert "ensemble" not in render_model_card(str(tiny_folder), "alice/single")
+
+
 def test_private_repo_needs_the_right_token(hub, tiny_folder, tmp_path):
     folder = copy_folder(tiny_folder, tmp_path / "model")
     push(hub, folder, "alice/private-tiny", private=True)

@@ -63,11 +63,15 @@ class ModelMetrics:
     latency_ms: dict = field(default_factory=dict)  # batch size (or None) -> ms
     speedup: dict = field(default_factory=dict)  # batch size (or None) -> x
     shape: dict = field(default_factory=dict)
+    ensemble: dict = field(default_factory=dict)  # a teacher ensemble's members and their own test accuracy
 
     @classmethod
     def parse(cls, values: dict, eval_split: str | None, batch: int | None) -> "ModelMetrics":
         out = cls()
         for key, value in values.items():
+            if key == "ensemble" and isinstance(value, dict):
+                out.ensemble = value
+                continue
             if not _is_number(value):
                 continue
             if key in ("parameters", "size_mb"):
