@@ -5,10 +5,13 @@ Prints, measured in this one run:
    interleaved so a busy neighbour slows all three alike (goal <= 1.15);
 2. test accuracy over several seeds (mean +- std): fine-tuned teacher, the distilled 3-layer student
    (`bertlite distill` defaults), and the same student trained on the labels alone without a teacher, for the
-   same number of optimizer steps (goal: student >= 97% of the teacher, and above the no-teacher student).
+   same number of optimizer steps (goal: student >= 97% of the teacher, and above the no-teacher student). The
+   label-only student starts where the distilled one does (the fine-tuned teacher's layers and head: "shrink and
+   fine-tune"); --pretrained-baseline adds one that never sees the teacher (the pre-trained MiniLM's layers).
 
     python scripts/bench_distill.py                 # full run (3 seeds; about an hour on 2 quiet cores)
     python scripts/bench_distill.py --quick         # smoke run on a slice of the data
+    python scripts/bench_distill.py --shared-teacher bertlite-distilled/teacher --pretrained-baseline --seeds 0 1 2 3 4
     python scripts/bench_distill.py --set hidden_weight=0 --set temperature=4   # another recipe (any DistillationConfig field)
     python scripts/bench_distill.py --set transfer_data=imdb --set num_train_epochs=1   # + IMDB transfer set, same steps
     python scripts/bench_distill.py --shared-teacher RUN/teacher --set extra_teachers=RUN/teacher-2,RUN/teacher-3  # ensemble teacher
