@@ -18,7 +18,7 @@ from .data import load_task, tokenize
 from .errors import BertliteError
 from .evaluation import accuracy, compare_latency, count_parameters, folder_size_mb
 from .models import DEFAULT_TEACHER, display_name, load_tokenizer
-from .student import build_student, check_same_vocabulary, load_student
+from .student import build_student, check_same_vocabulary, check_student_head, load_student
 from .teacher import accuracy_metric, finetuned_teacher
 
 METRICS_FILE = "metrics.json"
@@ -63,8 +63,7 @@ class DistillArguments:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise BertliteError(f"{name} must be >= 1, got {value}.")
-        if self.student_head not in ("teacher", "fresh"):
-            raise BertliteError(f"student_head must be 'teacher' or 'fresh', got {self.student_head!r}.")
+        check_student_head(self.student_head)
         self.extra_teacher_list = [t.strip() for t in (self.extra_teachers or "").split(",") if t.strip()]
         if self.transfer_data:  # fail now, not after the teacher was fine-tuned
             from .transfer import check_transfer_source

@@ -10,6 +10,9 @@ from transformers import AutoModelForSequenceClassification, PreTrainedModel
 from .errors import BertliteError
 
 
+STUDENT_HEADS = ("teacher", "fresh")  # what a headless --student starts its classifier from
+
+
 def default_layer_ids(num_student_layers: int, num_teacher_layers: int) -> list[int]:
     """Teacher layers (0-based) to copy: every k-th from the bottom when the depth divides (DistilBERT took every
     other layer), else evenly spaced from the first to the last."""
@@ -90,8 +93,7 @@ def load_student(path: str, num_labels: int, teacher: PreTrainedModel, trust_rem
     layer was trained to imitate the teacher's last layer, so the teacher's head already reads it (the head was
     fine-tuned together with the pooler, so both are copied). Otherwise, or with `head="fresh"`, a random one.
     """
-    if head not in ("teacher", "fresh"):
-        raise BertliteError(f"student_head must be 'teacher' or 'fresh', got {head!r}.")
+    check_student_head(head)
     try:
         student, info = AutoModelForSequenceClassification.from_pretrained(
             path, num_labels=num_labels, trust_remote_code=trust_remote_code, output_loading_info=True)
@@ -110,24 +112,26 @@ def load_student(path: str, num_labels: int, teacher: PreTrainedModel, trust_rem
     return student
 
 
+def check_student_head(head: str) -> None:
+    if head not in STUDENT_HEADS:
+        raise BertliteError(f"student_head must be 'teacher' or 'fresh', got {head!r}.")
+
+
 def copy_prediction_head(teacher: PreTrainedModel, student: PreTrainedModel) -> list[str]:
-    """Copies the teacher's pooler and classifier into the student where the shapes agree; returns what was copied."""
-    copied = []
+    """Copies the teacher's pooler and classifier into the student when all their shapes agree (both or none);
+    returns what was copied."""
     t_base, s_base = getattr(teacher, teacher.base_model_prefix, None), getattr(student, student.base_model_prefix, None)
     pairs = [("pooler", getattr(t_base, "pooler", None), getattr(s_base, "pooler", None)),
              ("classifier", getattr(teacher, "classifier", None), getattr(student, "classifier", None))]
     if any(t is None or s is None for _, t, s in pairs):
-        return copied
-    t_state = {name: t.state_dict() for name, t, _ in pairs}
-    s_state = {name: s.state_dict() for name, _, s in pairs}
-    if any(t_state[n].keys() != s_state[n].keys() or any(t_state[n][k].shape != s_state[n][k].shape for k in t_state[n])
-           for n in t_state):
-        return copied
+        return []
+    states = [(name, t.state_dict(), s.state_dict()) for name, t, s in pairs]
+    if any(t.keys() != s.keys() or any(t[k].shape != s[k].shape for k in t) for _, t, s in states):
+        return []
     with torch.no_grad():
-        for name, t, s in pairs:
-            s.load_state_dict(t.state_dict())
-            copied.append(name)
-    return copied
+        for (_, _, module), (_, t_state, _) in zip(pairs, states):
+            module.load_state_dict(t_state)
+    return [name for name, _, _ in pairs]
 
 
 def check_same_vocabulary(student_config, teacher_config, student_tokenizer=None, teacher_tokenizer=None) -> None:

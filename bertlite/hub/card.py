@@ -21,7 +21,7 @@ from ..models import HUB_ALIASES, display_name
 from .folder import ModelFolder
 from .formats import auto_class_name, select_format
 from .methods import citations_for, note_for
-from .metrics import CardMetrics, ModelMetrics, _is_number, metric_label, read_card_metrics
+from .metrics import CardMetrics, ModelMetrics, metric_label, read_card_metrics
 
 logger = logging.getLogger(__name__)
 
@@ -141,7 +141,7 @@ def _metric_rows(metrics: CardMetrics) -> tuple[list[dict], list[str]]:
                      + "; absolute times depend on the machine, the speedup is the ratio of the two latencies.")
     if members := teacher.ensemble.get("members"):
         alone = teacher.ensemble.get("member_test_accuracy") or []
-        each = f" (each alone, test: {' / '.join(f'{a:.4f}' for a in alone)})" if alone and all(_is_number(a) for a in alone) else ""
+        each = f" (each alone, test: {' / '.join(f'{a:.4f}' for a in alone)})" if alone else ""
         notes.append(f"The teacher's quality is that of an ensemble of {len(members)} fine-tuned teachers whose logits "
                      f"were averaged{each}; its shape, parameters, size and latency are one member's.")
     if metrics.quality_keys and not metrics.seeds:

@@ -70,7 +70,9 @@ class ModelMetrics:
         out = cls()
         for key, value in values.items():
             if key == "ensemble" and isinstance(value, dict):
-                out.ensemble = value
+                alone = value.get("member_test_accuracy") or []
+                out.ensemble = {"members": list(value.get("members") or []),
+                                "member_test_accuracy": alone if all(_is_number(a) for a in alone) else []}
                 continue
             if not _is_number(value):
                 continue
