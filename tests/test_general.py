@@ -165,6 +165,35 @@ def test_distill_general_command(tmp_path, teacher_dir, capsys):
     assert json.loads((out / "metrics.json").read_text())["general_distillation"]["steps"] == 2
 
 
+def test_general_distillation_from_the_teacher_fine_tuned_on_a_task(tmp_path, teacher_dir, capsys):
+    """--teacher_task: the teacher is fine-tuned first, and the student starts from (and imitates) its encoder."""
+    from bertlite.cli import main
+
+    out = tmp_path / "general"
+    command = ["distill", "--general", "--teacher", str(teacher_dir), "--teacher_task", "rotten_tomatoes",
+               "--max_train_examples", "32", "--teacher_epochs", "3", "--teacher_learning_rate", "0.01", "--student_layers", "2",
+               "--max_steps", "2", "--learning_rate", "0", "--corpus", "rotten_tomatoes", "--corpus_max_texts", "40",
+               "--max_length", "32", "--per_device_train_batch_size", "4", "--output_dir", str(out),
+               "--disable_tqdm", "true", "--use_cpu", "true"]
+    assert main([c for c in command if c != "--general"]) == 1  # task distillation takes --task, not --teacher_task
+    assert "add --general" in capsys.readouterr().err and not out.exists()
+    assert main(command) == 0
+    assert f"bertlite distill --teacher {out / 'teacher'} --student {out}" in capsys.readouterr().out
+
+    fine_tuned = AutoModelForSequenceClassification.from_pretrained(out / "teacher")
+    assert fine_tuned.config.num_labels == 2
+    embedding = "embeddings.LayerNorm.weight"  # dense: every step of the fine-tune moves it
+    original = AutoModel.from_pretrained(teacher_dir).state_dict()[embedding]
+    tuned = fine_tuned.bert.state_dict()[embedding]
+    assert not torch.allclose(tuned, original)  # the fine-tune moved the encoder ...
+    assert torch.equal(AutoModel.from_pretrained(out).state_dict()[embedding], tuned)  # ... and the student (lr 0) is it
+    step = json.loads((out / "compression_config.json").read_text())["steps"][-1]
+    assert step["params"]["teacher"].endswith("fine-tuned on rotten_tomatoes")
+
+    assert main(command + ["--fresh"]) == 0  # a second run reuses the finished fine-tune
+    assert "Reusing the fine-tuned teacher" in capsys.readouterr().out
+
+
 @pytest.mark.slow
 def test_tinybert_recipe_end_to_end_on_packaged_minilm(tmp_path, capsys):
     """The three commands of the docs, shortened: augment, general distillation, task distillation from both."""
@@ -172,13 +201,15 @@ def test_tinybert_recipe_end_to_end_on_packaged_minilm(tmp_path, capsys):
 
     aug, general, task = tmp_path / "aug", tmp_path / "general", tmp_path / "task"
     assert main(["augment", "--output_dir", str(aug), "--max_examples", "32", "--num_variants", "2"]) == 0
-    assert main(["distill", "--general", "--student_layers", "2", "--max_steps", "3", "--per_device_train_batch_size", "4",
+    assert main(["distill", "--general", "--teacher_task", "rotten_tomatoes", "--max_train_examples", "32", "--teacher_epochs", "1",
+                 "--student_layers", "2", "--max_steps", "3", "--per_device_train_batch_size", "4",
                  "--max_length", "32", "--corpus_max_texts", "40", "--attention_weight", "1", "--output_dir", str(general),
                  "--disable_tqdm", "true"]) == 0
-    assert main(["distill", "--student", str(general), "--augmented", str(aug), "--output_dir", str(task),
-                 "--max_train_examples", "32", "--max_eval_examples", "32", "--teacher_epochs", "1", "--num_train_epochs", "1",
+    assert main(["distill", "--teacher", str(general / "teacher"), "--student", str(general), "--augmented", str(aug),
+                 "--output_dir", str(task), "--max_train_examples", "32", "--max_eval_examples", "32", "--num_train_epochs", "1",
                  "--per_device_train_batch_size", "16", "--max_length", "32", "--no_measure_latency", "--disable_tqdm", "true"]) == 0
-    assert "original + " in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "original + " in printed and "already has a 2-label classification head: used as is" in printed
     step = json.loads((task / "compression_config.json").read_text())["steps"][-1]
     assert step["params"]["augmentation"]["num_variants"] == 2 and step["params"]["student_init"] == {"from": str(general), "head_from_teacher": ["pooler", "classifier"]}
     assert AutoModelForSequenceClassification.from_pretrained(task).config.num_hidden_layers == 2

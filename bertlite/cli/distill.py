@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 from ..config import DistillationConfig
@@ -45,6 +46,7 @@ def run(args: DistillArguments, config: DistillTrainingArguments, push: PushOpti
     record_command(config.output_dir, invoked_command("distill"))  # the model card shows how to reproduce the numbers
     print(f"\nStudent saved to {config.output_dir} (metrics in {config.output_dir}/metrics.json).")
     if general is not None and general.general:
-        print(f"Start task distillation from it with: bertlite distill --student {config.output_dir}")
+        teacher = f" --teacher {os.path.join(config.output_dir, 'teacher')}" if general.teacher_task else ""
+        print(f"Start task distillation from it with: bertlite distill{teacher} --student {config.output_dir}")
     push_if_requested(config.output_dir, push)
     return 0

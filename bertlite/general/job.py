@@ -16,6 +16,7 @@ from ..compression_config import CompressionConfig
 from ..config import DistillationConfig
 from ..errors import BertliteError
 from ..models import display_name, load_tokenizer, resolve_model_name
+from ..teacher import finetuned_teacher
 from .corpus import PACKAGED_CORPUS, unlabeled_corpus
 
 METRICS_FILE = "metrics.json"
@@ -29,10 +30,14 @@ class GeneralArguments:
     corpus_split: str = field(default="train", metadata={"help": "Split of a Hub corpus."})
     corpus_max_texts: int | None = field(default=None, metadata={"help": "Read at most this many texts of the corpus (then it repeats)."})
     shuffle_buffer: int = field(default=10_000, metadata={"help": "Texts held in the streaming shuffle buffer (memory stays bounded by it)."})
+    teacher_task: str | None = field(default=None, metadata={"help": "Distil from the teacher fine-tuned on this task (e.g. rotten_tomatoes): it is fine-tuned first into OUTPUT/teacher (--teacher_epochs, --teacher_learning_rate, --max_train_examples; a finished fine-tune is reused) and a student built from the teacher's layers starts from the fine-tuned ones. Measured better than the pre-trained teacher for such students. Then task-distil with --teacher OUTPUT/teacher --student OUTPUT."})
 
     def __post_init__(self):
         if self.corpus_max_texts is not None and self.corpus_max_texts < 1:
             raise BertliteError(f"corpus_max_texts must be >= 1, got {self.corpus_max_texts}.")
+        if self.teacher_task and not self.general:
+            raise BertliteError("--teacher_task chooses the teacher of a general distillation: add --general, or, for task "
+                                "distillation, pass the task as --task.")
 
 
 def _prepare_config(config: DistillationConfig, log) -> None:
@@ -84,9 +89,17 @@ def run_general_distillation(args, general: GeneralArguments, config: Distillati
     _check_shapes_early(args, config)
     output_dir = config.output_dir
     os.makedirs(output_dir, exist_ok=True)
-    tokenizer = load_tokenizer(args.teacher, trust_remote_code=args.trust_remote_code)
-    try:  # the pre-trained encoder: general distillation learns what the teacher knows before any task
-        teacher = AutoModel.from_pretrained(resolve_model_name(args.teacher), trust_remote_code=args.trust_remote_code)
+    source, teacher_name = resolve_model_name(args.teacher), display_name(args.teacher)
+    if general.teacher_task:
+        source = finetuned_teacher(args.teacher, general.teacher_task, os.path.join(output_dir, "teacher"),
+                                   epochs=args.teacher_epochs, learning_rate=args.teacher_learning_rate,
+                                   max_length=args.max_length, seed=config.seed, max_train_examples=args.max_train_examples,
+                                   trust_remote_code=args.trust_remote_code, log=log)
+        if source != resolve_model_name(args.teacher):
+            teacher_name = f"{teacher_name} fine-tuned on {general.teacher_task}"
+    tokenizer = load_tokenizer(source, trust_remote_code=args.trust_remote_code)
+    try:  # the encoder only: the pre-trained model (TinyBERT) or, in-domain, a task fine-tune's (its head is unused)
+        teacher = AutoModel.from_pretrained(source, trust_remote_code=args.trust_remote_code)
     except (OSError, ValueError) as err:
         raise BertliteError(f"Could not load the teacher from {args.teacher!r}: {err}") from err
     student = build_general_student(args, teacher)
@@ -127,11 +140,11 @@ def run_general_distillation(args, general: GeneralArguments, config: Distillati
                                  "max_length": args.max_length, "first_logged_loss": losses[0] if losses else None,
                                  "last_logged_loss": losses[-1] if losses else None,
                                  "train_seconds": round(time.perf_counter() - started, 1), "train_loss": result.training_loss},
-        "teacher": {"model": display_name(args.teacher), **describe_shape(teacher)},
+        "teacher": {"model": teacher_name, **describe_shape(teacher)},
         "student": describe_shape(student),
     }
     record = CompressionConfig.load_or_new(None, base_model=display_name(args.teacher), task=None, dataset=general.corpus)
-    record.add_step("general_distillation", teacher=display_name(args.teacher), student_shape=describe_shape(student),
+    record.add_step("general_distillation", teacher=teacher_name, student_shape=describe_shape(student),
                     student_init=getattr(student, "bertlite_init", {"from": args.student}), corpus=general.corpus,
                     steps=trainer.state.global_step, max_length=args.max_length,
                     **{k: getattr(config, k) for k in ("embedding_weight", "hidden_weight", "attention_weight", "layer_map",
