@@ -75,3 +75,11 @@ def test_unknown_recipe_key(tmp_path, capsys):
 def test_unknown_flag_is_named(capsys):
     assert main(["distill", "--no-such-flag", "1"]) == 1
     assert "--no-such-flag" in capsys.readouterr().err
+
+
+def test_help_into_a_closed_pipe_is_not_a_traceback():
+    """`bertlite --help | head -1`: the reader leaves early; the command must end quietly, as other CLI tools do."""
+    proc = subprocess.Popen([sys.executable, "-m", "bertlite", "--help"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # before the child has written anything: its first write fails with EPIPE
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141 and "Traceback" not in err, err

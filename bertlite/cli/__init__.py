@@ -89,6 +89,15 @@ def parse_command(command: str, argv: list[str]):
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except BrokenPipeError:  # `bertlite distill --help | head`: the reader left; not an error worth a traceback
+        # Python flushes stdout again at exit: point it at /dev/null so that flush cannot fail too.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, as a shell reports it
+
+
+def _main(argv: list[str] | None) -> int:
     from ..errors import BertliteError
 
     argv = list(sys.argv[1:] if argv is None else argv)
