@@ -189,6 +189,11 @@ def test_general_distillation_from_the_teacher_fine_tuned_on_a_task(tmp_path, te
     assert torch.equal(AutoModel.from_pretrained(out).state_dict()[embedding], tuned)  # ... and the student (lr 0) is it
     step = json.loads((out / "compression_config.json").read_text())["steps"][-1]
     assert step["params"]["teacher"].endswith("fine-tuned on rotten_tomatoes")
+    from bertlite.hub import render_model_card
+
+    card = render_model_card(str(out), "alice/general-2L")  # what `bertlite push` would upload for it
+    assert "General distillation (intermediate layers, unlabeled text)" in card and "TinyBERT" in card
+    assert "fine-tuned on rotten_tomatoes" in card and "without a task head" in card
 
     assert main(command + ["--fresh"]) == 0  # a second run reuses the finished fine-tune
     assert "Reusing the fine-tuned teacher" in capsys.readouterr().out

@@ -133,7 +133,7 @@ def _metric_rows(metrics: CardMetrics) -> tuple[list[dict], list[str]]:
                      "student": _or_missing(speedup, lambda v: f"{v:.2f}×")})
     if items := metrics.filled_from_files:
         joined = items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
-        notes.append(f"The compressed model's {joined} are read from the uploaded files.")
+        notes.append(f"The compressed model's {joined} {'is' if len(items) == 1 else 'are'} read from the uploaded files.")
     if metrics.latency_batches:
         details = ", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in sorted(metrics.latency_setup.items())
                             if k not in ("batch_size", "seq_len"))

@@ -113,6 +113,10 @@ METHODS: dict[str, MethodNote] = {
         "Knowledge distillation", ("distillation",), _distillation_citations,
         "The student learned to imitate the teacher on the training data of one task; on other domains it can be "
         "further from the teacher than the results table shows."),
+    "general_distillation": MethodNote(
+        "General distillation (intermediate layers, unlabeled text)", ("distillation",), lambda params: ["jiao2020"],
+        "A general student is an encoder without a task head: task-distil or fine-tune it before use "
+        "(`bertlite distill --student PATH`)."),
     "structured_pruning": MethodNote(
         "Structured pruning of attention heads and FFN neurons", ("pruning", "structured-pruning"),
         lambda params: ["michel2019"],
