@@ -155,6 +155,7 @@ def run_general_distillation(args, general: GeneralArguments, config: Distillati
     with open(os.path.join(output_dir, METRICS_FILE), "w") as f:
         json.dump(metrics, f, indent=2)
     g = metrics["general_distillation"]
-    log(f"General student ({g['steps']} steps, {g['sequences_seen']} sequences, loss {g['first_logged_loss']} -> "
-        f"{g['last_logged_loss']}) saved to {output_dir}.")
+    loss = (f"loss {g['first_logged_loss']:.3f} -> {g['last_logged_loss']:.3f}" if losses
+            else f"loss not logged: fewer steps than --logging_steps {config.logging_steps:g}")
+    log(f"General student ({g['steps']} steps, {g['sequences_seen']} sequences, {loss}) saved to {output_dir}.")
     return metrics
