@@ -17,7 +17,7 @@ from .config import DistillationConfig
 from .data import load_task, tokenize
 from .errors import BertliteError
 from .evaluation import accuracy, compare_latency, count_parameters, folder_size_mb
-from .models import DEFAULT_TEACHER, display_name, load_tokenizer
+from .models import DEFAULT_TEACHER, display_name, load_tokenizer, resolve_model_name
 from .student import build_student, check_same_vocabulary, check_student_head, load_student
 from .teacher import accuracy_metric, finetuned_teacher
 
@@ -87,7 +87,6 @@ def _check_shapes_early(args: DistillArguments, config: DistillationConfig) -> N
     from transformers import AutoConfig
 
     from .layer_map import resolve_layer_map
-    from .models import resolve_model_name
 
     teacher_config = AutoConfig.from_pretrained(resolve_model_name(args.teacher), trust_remote_code=args.trust_remote_code)
     if args.student:
@@ -112,11 +111,19 @@ def _load_teacher(path: str, num_labels: int, trust_remote_code: bool):
         raise BertliteError(f"Could not load the teacher from {path!r}: {err}") from err
 
 
+def task_teacher(args: DistillArguments, task: str, folder: str, seed: int, log) -> tuple[str, bool]:
+    """`args.teacher` trained on `task`: (path, whether it was fine-tuned here). Fine-tuned into `folder` with the
+    `teacher_*` settings (a finished fine-tune is reused), or used as is when it already has a head for the task."""
+    path = finetuned_teacher(args.teacher, task, folder, epochs=args.teacher_epochs, learning_rate=args.teacher_learning_rate,
+                             max_length=args.max_length, seed=seed, max_train_examples=args.max_train_examples,
+                             trust_remote_code=args.trust_remote_code, log=log)
+    return path, path != resolve_model_name(args.teacher)
+
+
 def _teacher_paths(args: DistillArguments, num_labels: int, output_dir: str, seed: int, log) -> tuple[list[str], list[str]]:
     """Paths and display names of the teacher trained on the task (fine-tuned first when it has no head for it),
     then of the ensemble's other members: `teacher_ensemble - 1` more fine-tunes with the next seeds, and the
     `extra_teachers` as given. Names never hold a path this job made (they go into model cards)."""
-    from .models import resolve_model_name
     from .teacher import has_task_head
 
     if args.teacher_ensemble > 1 and has_task_head(resolve_model_name(args.teacher), num_labels):
@@ -135,12 +142,11 @@ def _teacher_paths(args: DistillArguments, num_labels: int, output_dir: str, see
     for i in range(args.teacher_ensemble):
         if args.teacher_ensemble > 1:
             log(f"Ensemble teacher {i + 1} of {args.teacher_ensemble} (seed {seed + i}).")
-        paths.append(finetuned_teacher(args.teacher, args.task, os.path.join(output_dir, "teacher" if i == 0 else f"teacher-{i + 1}"),
-                                       epochs=args.teacher_epochs, learning_rate=args.teacher_learning_rate,
-                                       max_length=args.max_length, seed=seed + i, max_train_examples=args.max_train_examples,
-                                       trust_remote_code=args.trust_remote_code, log=log))
-        used_as_is = paths[-1] == resolve_model_name(args.teacher)
-        names.append(display_name(args.teacher) if used_as_is else f"{display_name(args.teacher)} fine-tuned on {args.task} (seed {seed + i})")
+        path, fine_tuned = task_teacher(args, args.task, os.path.join(output_dir, "teacher" if i == 0 else f"teacher-{i + 1}"),
+                                        seed + i, log)
+        paths.append(path)
+        names.append(f"{display_name(args.teacher)} fine-tuned on {args.task} (seed {seed + i})" if fine_tuned
+                     else display_name(args.teacher))
     paths += [resolve_model_name(extra) for extra in args.extra_teacher_list]
     names += [display_name(extra) for extra in args.extra_teacher_list]
     return paths, names

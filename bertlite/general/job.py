@@ -16,7 +16,6 @@ from ..compression_config import CompressionConfig
 from ..config import DistillationConfig
 from ..errors import BertliteError
 from ..models import display_name, load_tokenizer, resolve_model_name
-from ..teacher import finetuned_teacher
 from .corpus import PACKAGED_CORPUS, unlabeled_corpus
 
 METRICS_FILE = "metrics.json"
@@ -81,7 +80,7 @@ def run_general_distillation(args, general: GeneralArguments, config: Distillati
     written to `<output_dir>/metrics.json`."""
     from transformers import AutoModel, DataCollatorWithPadding
 
-    from ..distill import _check_shapes_early, describe_shape
+    from ..distill import _check_shapes_early, describe_shape, task_teacher
     from ..hub.callback import ModelCardCallback
     from ..trainer import DistillationTrainer
 
@@ -91,11 +90,8 @@ def run_general_distillation(args, general: GeneralArguments, config: Distillati
     os.makedirs(output_dir, exist_ok=True)
     source, teacher_name = resolve_model_name(args.teacher), display_name(args.teacher)
     if general.teacher_task:
-        source = finetuned_teacher(args.teacher, general.teacher_task, os.path.join(output_dir, "teacher"),
-                                   epochs=args.teacher_epochs, learning_rate=args.teacher_learning_rate,
-                                   max_length=args.max_length, seed=config.seed, max_train_examples=args.max_train_examples,
-                                   trust_remote_code=args.trust_remote_code, log=log)
-        if source != resolve_model_name(args.teacher):
+        source, fine_tuned = task_teacher(args, general.teacher_task, os.path.join(output_dir, "teacher"), config.seed, log)
+        if fine_tuned:
             teacher_name = f"{teacher_name} fine-tuned on {general.teacher_task}"
     tokenizer = load_tokenizer(source, trust_remote_code=args.trust_remote_code)
     try:  # the encoder only: the pre-trained model (TinyBERT) or, in-domain, a task fine-tune's (its head is unused)
