@@ -1,26 +1,29 @@
 """bertlite: make BERT models small and fast (distillation, pruning, int8 quantization, Hub publishing).
 
-Heavy modules (torch, transformers) load on first use of the names below, so `import bertlite` stays cheap.
+`import bertlite` is cheap and has no side effects beyond two log filters (`_quiet`): torch and transformers load on
+first use of the names below, and the `bertlite` model type of pruned models is registered with transformers' Auto
+classes by bertlite's loaders (or `bertlite.modeling.register()`), not here.
 """
 
-__version__ = "0.1.0"
-
-from . import _quiet  # noqa: E402
-from .errors import BertliteError  # noqa: E402
+from . import _quiet
+from .errors import BertliteError
+from .record import VERSION as __version__
 
 _quiet.install()
-from .hub import load_compressed, push_compressed  # noqa: E402  (cheap: heavy imports happen on first call)
 
 _LAZY = {
-    "DistillationConfig": ("bertlite.config", "DistillationConfig"),
-    "DistillationTrainer": ("bertlite.trainer", "DistillationTrainer"),
-    "build_student": ("bertlite.student", "build_student"),
-    "CompressionConfig": ("bertlite.compression_config", "CompressionConfig"),
-    "finetuned_teacher": ("bertlite.teacher", "finetuned_teacher"),
-    "prune_weights": ("bertlite.sparse", "prune_weights"),
-    "prune_structured": ("bertlite.structured.api", "prune"),
+    "DistillationConfig": ("bertlite.distillation.config", "DistillationConfig"),
+    "DistillationTrainer": ("bertlite.distillation.trainer", "DistillationTrainer"),
+    "build_student": ("bertlite.distillation.student", "build_student"),
+    "finetuned_teacher": ("bertlite.distillation.teacher", "finetuned_teacher"),
+    "CompressionConfig": ("bertlite.record", "CompressionConfig"),
+    "prune_weights": ("bertlite.pruning.unstructured", "prune_weights"),
+    "prune_structured": ("bertlite.pruning.structured.api", "prune"),
     "quantize_model": ("bertlite.quantization", "quantize_model"),
     "load_quantized": ("bertlite.quantization", "load_quantized"),
+    "load_compressed": ("bertlite.hub", "load_compressed"),
+    "push_compressed": ("bertlite.hub", "push_compressed"),
+    "load_model": ("bertlite.loading", "load_model"),
 }
 
 
@@ -33,6 +36,4 @@ def __getattr__(name):
     raise AttributeError(f"module 'bertlite' has no attribute {name!r}")
 
 
-__all__ = ["BertliteError", "__version__", "load_compressed", "push_compressed", *_LAZY]
-
-from .structured import autoregister as _autoregister  # noqa: E402,F401  model_type "bertlite" for the Auto classes, torch-free until transformers' Auto classes load
+__all__ = ["BertliteError", "__version__", *_LAZY]

@@ -1,5 +1,5 @@
 """Errors bertlite raises for bad input. The CLI prints their message without a traceback."""
 
 
-class BertliteError(Exception):
+class BertliteError(ValueError):
     """A problem the user can fix; the message says how."""

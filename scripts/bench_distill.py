@@ -35,12 +35,12 @@ from transformers import AutoModelForSequenceClassification, DataCollatorWithPad
 
 from bertlite.cli.distill import DistillTrainingArguments  # noqa: E402
 from bertlite.data import load_task, tokenize  # noqa: E402
-from bertlite.distill import DistillArguments, run_distillation  # noqa: E402
+from bertlite.distillation.job import DistillArguments, run_distillation  # noqa: E402
 from bertlite.evaluation import accuracy  # noqa: E402
-from bertlite.models import load_tokenizer, resolve_model_name  # noqa: E402
-from bertlite.student import build_student  # noqa: E402
-from bertlite.teacher import accuracy_metric, finetuned_teacher  # noqa: E402
-from bertlite.trainer import DistillationTrainer  # noqa: E402
+from bertlite.loading import load_tokenizer, resolve_model_name  # noqa: E402
+from bertlite.distillation.student import build_student  # noqa: E402
+from bertlite.distillation.teacher import accuracy_metric, finetuned_teacher  # noqa: E402
+from bertlite.distillation.trainer import DistillationTrainer  # noqa: E402
 
 
 def step_overhead(rounds: int, batch_size: int, attention: bool) -> dict:

@@ -62,7 +62,7 @@ def bert_base_shape(quick: bool):
 def packaged_minilm():
     from transformers import AutoModelForSequenceClassification
 
-    from bertlite.models import resolve_model_name
+    from bertlite.loading import resolve_model_name
 
     torch.manual_seed(0)
     with warnings.catch_warnings():
@@ -228,7 +228,7 @@ def main(argv=None) -> int:
         from transformers import AutoModelForSequenceClassification
 
         from bertlite.data import load_task
-        from bertlite.models import load_tokenizer
+        from bertlite.loading import load_tokenizer
 
         dsd, _ = load_task("rotten_tomatoes")
         test = dsd["test"].shuffle(seed=0).select(range(64)) if args.quick else dsd["test"]  # the split is label-sorted

@@ -38,7 +38,7 @@ DETERMINISTIC = {"magnitude", "synflow"}  # masks depend on the weights alone (n
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default=None, help="folder of a classifier fine-tuned on rotten_tomatoes "
-                        "(default: MiniLM fine-tuned by bertlite.teacher.finetuned_teacher, cached in the output folder)")
+                        "(default: MiniLM fine-tuned by bertlite.distillation.teacher.finetuned_teacher, cached in the output folder)")
     parser.add_argument("--output-dir", default="runs/bench_sparse")
     parser.add_argument("--methods", default="magnitude,lth,obd,synflow")
     parser.add_argument("--sparsities", default="0.5,0.8,0.9")
@@ -78,7 +78,7 @@ def teacher_folder(args) -> str:
     """The fine-tuned classifier to prune: --model, or MiniLM fine-tuned on the task by bertlite (cached)."""
     if args.model:
         return args.model
-    from bertlite.teacher import finetuned_teacher
+    from bertlite.distillation.teacher import finetuned_teacher
 
     return finetuned_teacher("minilm", TASK, os.path.join(args.output_dir, "teacher"), epochs=args.teacher_epochs,
                              max_train_examples=args.max_train_examples, max_length=args.max_length)
@@ -89,11 +89,11 @@ def run(args) -> dict:
 
     from bertlite.data import load_task
     from bertlite.evaluation import accuracy
-    from bertlite.models import load_tokenizer
-    from bertlite.sparse import copy_model, lottery_ticket, prune_weights
-    from bertlite.sparse.loading import fisher_batches
-    from bertlite.sparse.loading import load_model as load_pruning_model
-    from bertlite.sparse.recovery import task_train_fn
+    from bertlite.loading import load_tokenizer
+    from bertlite.pruning.unstructured import copy_model, lottery_ticket, prune_weights
+    from bertlite.pruning.unstructured.loading import fisher_batches
+    from bertlite.pruning.unstructured.loading import load_model as load_pruning_model
+    from bertlite.pruning.unstructured.recovery import task_train_fn
 
     start = time.time()
     folder = teacher_folder(args)
@@ -170,8 +170,8 @@ def run(args) -> dict:
 def measure_cost(folder: str, sparsity: float, args) -> dict:
     """Latency (interleaved, one process) and safetensors size of the dense model and a magnitude-pruned copy."""
     from bertlite.evaluation import compare_latency, folder_size_mb
-    from bertlite.sparse import prune_weights, remove_masks
-    from bertlite.sparse.loading import load_model
+    from bertlite.pruning.unstructured import prune_weights, remove_masks
+    from bertlite.pruning.unstructured.loading import load_model
 
     dense = load_model(folder).eval()
     sparse = load_model(folder).eval()

@@ -33,7 +33,7 @@ def latency_part(quick: bool) -> dict:
     from transformers import BertConfig, BertForSequenceClassification
 
     from bertlite.evaluation import compare_latency, count_parameters
-    from bertlite.structured import prune
+    from bertlite.pruning.structured import prune
 
     layers = 2 if quick else 12
     config = BertConfig(num_hidden_layers=layers, num_labels=2)  # bert-base shape: hidden 768, 12 heads, FFN 3072
@@ -58,9 +58,9 @@ def latency_part(quick: bool) -> dict:
 
 def accuracy_part(quick: bool, seeds: list[int], share: float, epochs: float, output_dir: str, teacher: str) -> dict:
     from bertlite.cli.prune import PruneArguments
-    from bertlite.compression_config import CompressionConfig
-    from bertlite.structured.pipeline import run_structured
-    from bertlite.teacher import finetuned_teacher
+    from bertlite.record import CompressionConfig
+    from bertlite.pruning.structured.pipeline import run_structured
+    from bertlite.distillation.teacher import finetuned_teacher
 
     limits = {"max_train_examples": 256, "max_eval_examples": 128} if quick else {}
     print(f"\n== Accuracy: rotten_tomatoes, {share:.0%} of heads and FFN removed (taylor, global), recovery "

@@ -88,7 +88,7 @@ def parse_args(argv=None):
 
 
 def quiet_config(output_dir, seed, **values):
-    from bertlite.config import DistillationConfig
+    from bertlite.distillation.config import DistillationConfig
 
     values = {"logging_steps": 50, **values}
     return DistillationConfig(output_dir=output_dir, seed=seed, report_to="none", save_strategy="no", eval_strategy="no",
@@ -96,14 +96,14 @@ def quiet_config(output_dir, seed, **values):
 
 
 def make_teacher(args, log):
-    from bertlite.teacher import finetuned_teacher
+    from bertlite.distillation.teacher import finetuned_teacher
 
     return finetuned_teacher("minilm", "rotten_tomatoes", os.path.join(args.work_dir, "teacher"), epochs=args.teacher_epochs,
                              max_length=args.max_length, seed=0, max_train_examples=args.train_examples or None, log=log)
 
 
 def make_augmented(args, log) -> dict:
-    from bertlite.augment import AugmentArguments, run_augmentation
+    from bertlite.augmentation import AugmentArguments, run_augmentation
 
     return run_augmentation(AugmentArguments(task="rotten_tomatoes", output_dir=os.path.join(args.work_dir, "augmented"),
                                              num_variants=args.num_variants, probability=args.probability, top_k=args.top_k,
@@ -153,8 +153,8 @@ def finished_runs(path: str, args) -> dict:
 
 
 def make_general_student(args, layers, teacher, log) -> tuple[str, dict]:
-    from bertlite.distill import DistillArguments
-    from bertlite.general import GeneralArguments, run_general_distillation
+    from bertlite.distillation.job import DistillArguments
+    from bertlite.distillation.general import GeneralArguments, run_general_distillation
 
     from_finetuned = args.general_teacher == "finetuned"
     out = os.path.join(args.work_dir, f"general-{layers}L" + ("-from-finetuned" if from_finetuned else ""))
@@ -176,7 +176,7 @@ def make_general_student(args, layers, teacher, log) -> tuple[str, dict]:
 
 
 def task_distill(args, teacher, layers, variant, seed, augmented_dir, general_dir, log) -> dict:
-    from bertlite.distill import DistillArguments, run_distillation
+    from bertlite.distillation.job import DistillArguments, run_distillation
 
     out = os.path.join(args.work_dir, "runs", f"{layers}L-{variant.strip('+')}-seed{seed}")
     with_aug = variant in ("+aug", "+both")
@@ -279,7 +279,7 @@ def main(argv=None) -> int:
 
     from bertlite.data import load_task
     from bertlite.evaluation import accuracy
-    from bertlite.models import load_tokenizer
+    from bertlite.loading import load_tokenizer
 
     quiet = Quiet(log_file)
     with quiet:

@@ -17,7 +17,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer, Data
 
 from bertlite import DistillationConfig, DistillationTrainer, build_student  # noqa: E402
 from bertlite.data import load_task, tokenize  # noqa: E402
-from bertlite.teacher import accuracy_metric, finetuned_teacher  # noqa: E402
+from bertlite.distillation.teacher import accuracy_metric, finetuned_teacher  # noqa: E402
 
 (config,) = HfArgumentParser(DistillationConfig).parse_args_into_dataclasses()
 

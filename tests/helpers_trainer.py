@@ -2,9 +2,9 @@
 
 import torch
 
-from bertlite.config import DistillationConfig
-from bertlite.student import build_student
-from bertlite.trainer import DistillationTrainer
+from bertlite.distillation.config import DistillationConfig
+from bertlite.distillation.student import build_student
+from bertlite.distillation.trainer import DistillationTrainer
 
 from conftest import tiny_dataset, tiny_model
 

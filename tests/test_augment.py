@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from bertlite.augment import EmbeddingNeighbours, MaskedLMCandidates, WordAugmenter, augment_dataset, load_augmented, with_augmented
-from bertlite.augment.dataset import RECORD_FILE, UNTRUSTED_LABEL
-from bertlite.augment.words import STOP_WORDS, split_words
+from bertlite.augmentation import EmbeddingNeighbours, MaskedLMCandidates, WordAugmenter, augment_dataset, load_augmented, with_augmented
+from bertlite.augmentation.dataset import RECORD_FILE, UNTRUSTED_LABEL
+from bertlite.augmentation.words import STOP_WORDS, split_words
 from bertlite.cli import main
 from bertlite.errors import BertliteError
 
@@ -23,7 +23,7 @@ REVIEWS = [
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    from bertlite.models import load_tokenizer
+    from bertlite.loading import load_tokenizer
 
     return load_tokenizer("minilm")
 
@@ -32,7 +32,7 @@ def tokenizer():
 def neighbours(tokenizer):
     from transformers import AutoModel
 
-    from bertlite.models import resolve_model_name
+    from bertlite.loading import resolve_model_name
 
     return EmbeddingNeighbours.from_model(AutoModel.from_pretrained(resolve_model_name("minilm")), tokenizer, top_k=15)
 

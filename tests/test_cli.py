@@ -5,17 +5,17 @@ import sys
 
 import pytest
 
-from bertlite.cli import available_commands, main, parse_command
+from bertlite.cli import COMMANDS, main, parse_command
 
 
 def test_top_level_help_lists_commands(capsys):
     assert main([]) == 0
     out = capsys.readouterr().out
-    for name in available_commands():
+    for name in COMMANDS:
         assert name in out
 
 
-@pytest.mark.parametrize("command", sorted(available_commands()))
+@pytest.mark.parametrize("command", sorted(COMMANDS))
 def test_every_command_has_help(command, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main([command, "--help"])
@@ -44,7 +44,7 @@ def test_shipped_recipes_parse():
     assert recipes
     for recipe in recipes:
         command = os.path.basename(recipe).split("_")[0].split(".")[0]
-        if command in available_commands():
+        if command in COMMANDS:
             parse_command(command, ["--config", recipe])
 
 

@@ -7,7 +7,7 @@ from safetensors.torch import load_file
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from bertlite.cli import main
-from bertlite.compression_config import CompressionConfig
+from bertlite.record import CompressionConfig
 
 QUICK = ["--max_train_examples", "96", "--max_eval_examples", "48", "--teacher_epochs", "1", "--num_train_epochs", "1",
          "--per_device_train_batch_size", "16", "--max_length", "64", "--logging_steps", "2", "--disable_tqdm", "true"]

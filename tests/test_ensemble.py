@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from bertlite.cli import main
-from bertlite.ensemble import TeacherEnsemble
+from bertlite.distillation.ensemble import TeacherEnsemble
 from bertlite.errors import BertliteError
-from bertlite.losses import soft_logits_loss
+from bertlite.distillation.losses import soft_logits_loss
 
 from conftest import tiny_dataset, tiny_model
 from helpers_trainer import make_trainer, pad_collate
@@ -114,7 +114,7 @@ def test_distill_with_a_fine_tuned_ensemble_then_reuse_it_as_extra_teachers(tmp_
 def test_ensemble_mistakes_are_clear_errors_before_any_training(tmp_path, capsys):
     plain = tmp_path / "plain"
     tiny_model().save_pretrained(plain)  # already a 2-label sequence classifier: nothing to fine-tune
-    from bertlite.models import load_tokenizer
+    from bertlite.loading import load_tokenizer
 
     load_tokenizer("minilm").save_pretrained(plain)
     encoder_only = tmp_path / "encoder"

@@ -8,12 +8,13 @@ import pytest
 import torch
 from transformers import AutoModel, AutoModelForSequenceClassification, BertModel
 
-from bertlite.config import DistillationConfig
-from bertlite.distill import DistillArguments
+from bertlite.distillation.config import DistillationConfig
+from bertlite.distillation.job import DistillArguments
 from bertlite.errors import BertliteError
-from bertlite.general import GeneralArguments, build_general_student, chunk_texts, run_general_distillation, text_stream, unlabeled_corpus
-from bertlite.losses import hidden_state_loss
-from bertlite.trainer import DistillationTrainer
+from bertlite.distillation.corpus import chunk_texts, text_stream, unlabeled_corpus
+from bertlite.distillation.general import GeneralArguments, build_general_student, run_general_distillation
+from bertlite.distillation.losses import hidden_state_loss
+from bertlite.distillation.trainer import DistillationTrainer
 
 from conftest import tiny_config
 
@@ -24,7 +25,7 @@ HELD_OUT = ["a quietly devastating film about grief and the people who carry it 
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    from bertlite.models import load_tokenizer
+    from bertlite.loading import load_tokenizer
 
     return load_tokenizer("minilm")
 

@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from bertlite import BertliteError, load_compressed, push_compressed
-from bertlite.compression_config import CompressionConfig
+from bertlite.record import CompressionConfig
 
 sys.path.insert(0, os.path.dirname(__file__))
 from hub_server import HubServer  # noqa: E402
@@ -53,7 +53,7 @@ def tiny_folder(tmp_path_factory):
     """A tiny BERT classifier saved the way bertlite commands save (safetensors, tokenizer, records)."""
     from transformers import BertConfig, BertForSequenceClassification
 
-    from bertlite.models import load_tokenizer
+    from bertlite.loading import load_tokenizer
 
     folder = tmp_path_factory.mktemp("tiny") / "model"
     tokenizer = load_tokenizer("minilm")

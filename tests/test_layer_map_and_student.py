@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from bertlite.errors import BertliteError
-from bertlite.layer_map import resolve_layer_map
-from bertlite.student import build_student, default_layer_ids
+from bertlite.distillation.layer_map import resolve_layer_map
+from bertlite.distillation.student import build_student, default_layer_ids
 
 from conftest import tiny_config, tiny_model
 
@@ -80,7 +80,7 @@ def test_narrow_student_shapes_and_errors(tmp_path):
 def test_a_headless_student_gets_the_teachers_head_when_the_width_fits(tmp_path):
     from transformers import BertModel
 
-    from bertlite.student import load_student
+    from bertlite.distillation.student import load_student
 
     teacher = tiny_model(seed=0)
     encoder = tmp_path / "encoder"

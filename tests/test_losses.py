@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from bertlite.losses import attention_loss, hard_label_loss, hidden_state_loss, soft_logits_loss
+from bertlite.distillation.losses import attention_loss, hard_label_loss, hidden_state_loss, soft_logits_loss
 
 
 def test_soft_logits_zero_when_equal_and_positive_otherwise():

@@ -307,14 +307,14 @@ def test_qat_trains_and_converts_to_the_same_int8_format(tmp_path, backend, sett
 # Folders, CLI, errors ---------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def minilm_tokenizer():
-    from bertlite.models import load_tokenizer
+    from bertlite.loading import load_tokenizer
 
     return load_tokenizer("minilm")
 
 
 @pytest.fixture()
 def fp32_folder(tmp_path, minilm_tokenizer):
-    from bertlite.compression_config import CompressionConfig
+    from bertlite.record import CompressionConfig
 
     folder = tmp_path / "student"
     tiny_model(vocab_size=minilm_tokenizer.vocab_size).save_pretrained(folder)
@@ -327,7 +327,7 @@ def fp32_folder(tmp_path, minilm_tokenizer):
 
 def test_cli_quantizes_a_folder(fp32_folder, tmp_path, capsys):
     from bertlite.cli import main
-    from bertlite.compression_config import CompressionConfig
+    from bertlite.record import CompressionConfig
 
     out = tmp_path / "student-int8"
     code = main(["quantize", "--model", str(fp32_folder), "--output-dir", str(out), "--keep-fp32",
@@ -416,7 +416,7 @@ def minilm_and_sentences():
     from transformers import AutoModelForSequenceClassification
 
     from bertlite.data import load_task
-    from bertlite.models import resolve_model_name
+    from bertlite.loading import resolve_model_name
 
     torch.manual_seed(0)  # the packaged MiniLM has no classifier: a seeded random one
     with warnings.catch_warnings():
@@ -453,7 +453,7 @@ def test_finetuned_minilm_keeps_labels_and_accuracy(minilm_tokenizer):
     from transformers import AutoModelForSequenceClassification
 
     from bertlite.data import load_task
-    from bertlite.models import resolve_model_name
+    from bertlite.loading import resolve_model_name
 
     torch.manual_seed(0)
     with warnings.catch_warnings():

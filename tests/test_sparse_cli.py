@@ -1,4 +1,4 @@
-"""`bertlite prune --method ...` through `bertlite.sparse.cli_run`, and recovery training with a real Trainer."""
+"""`bertlite prune --method ...` through `bertlite.pruning.unstructured.cli_run`, and recovery training with a real Trainer."""
 
 import json
 import os
@@ -11,12 +11,12 @@ from sparse_utils import tiny_bert
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from bertlite import BertliteError
-from bertlite.compression_config import CompressionConfig
+from bertlite.record import CompressionConfig
 from bertlite.data import load_task
-from bertlite.models import load_tokenizer
-from bertlite.sparse import cli_run, find_targets, prune_weights
-from bertlite.sparse.masking import effective_weight
-from bertlite.sparse.recovery import task_train_fn
+from bertlite.loading import load_tokenizer
+from bertlite.pruning.unstructured import cli_run, find_targets, prune_weights
+from bertlite.pruning.unstructured.masking import effective_weight
+from bertlite.pruning.unstructured.recovery import task_train_fn
 
 
 @pytest.fixture(scope="module")

@@ -9,8 +9,8 @@ from sparse_utils import random_batch, sgd_train_fn, tiny_bert
 from transformers import AutoModelForSequenceClassification
 
 from bertlite import BertliteError
-from bertlite.sparse import copy_model, find_targets, prune_weights, remove_masks, sparsity_schedule
-from bertlite.sparse.masking import effective_weight
+from bertlite.pruning.unstructured import copy_model, find_targets, prune_weights, remove_masks, sparsity_schedule
+from bertlite.pruning.unstructured.masking import effective_weight
 
 BATCH = random_batch()
 PER_SAMPLE = [{k: v[i:i + 1] for k, v in BATCH.items()} for i in range(len(BATCH["labels"]))]

@@ -6,11 +6,11 @@ from sparse_utils import random_batch, sgd_train_fn, tiny_bert
 from torch import nn
 
 from bertlite import BertliteError
-from bertlite.sparse import (
+from bertlite.pruning.unstructured import (
     find_targets, fisher_diagonal, lottery_ticket, magnitude_prune, obd_prune, obd_saliency, select_masks, snapshot,
     synflow_prune, synflow_scores,
 )
-from bertlite.sparse.masking import effective_weight
+from bertlite.pruning.unstructured.masking import effective_weight
 
 # ---------------------------------------------------------------- Lottery Ticket
 

@@ -11,8 +11,8 @@ from structured_fixtures import HEADS, LAYERS, tiny_classifier, tiny_inputs
 from transformers import Trainer, TrainingArguments
 
 from bertlite.errors import BertliteError
-from bertlite.structured import BertliteForSequenceClassification
-from bertlite.structured.callback import MASKS_FILE, GradualPruningCallback
+from bertlite.modeling import BertliteForSequenceClassification
+from bertlite.pruning.structured.callback import MASKS_FILE, GradualPruningCallback
 
 
 def tiny_dataset(n: int = 48) -> Dataset:

@@ -47,23 +47,23 @@ def test_bad_options_give_clear_errors(argv, message):
 
 def test_weight_level_methods_are_handed_to_bertlite_sparse(monkeypatch):
     received = []
-    fake = types.ModuleType("bertlite.sparse")
+    fake = types.ModuleType("bertlite.pruning.unstructured")
     fake.cli_run = lambda args: received.append(args) or 0
-    monkeypatch.setitem(sys.modules, "bertlite.sparse", fake)
+    monkeypatch.setitem(sys.modules, "bertlite.pruning.unstructured", fake)
     assert main(["prune", "--model", "m", "--method", "obd", "--sparsity", "0.7"]) == 0
     assert isinstance(received[0], PruneArguments) and received[0].method == "obd" and received[0].sparsity == 0.7
 
 
 def test_missing_weight_level_package_is_a_clear_error(monkeypatch, capsys):
-    monkeypatch.setitem(sys.modules, "bertlite.sparse", None)
+    monkeypatch.setitem(sys.modules, "bertlite.pruning.unstructured", None)
     assert main(["prune", "--model", "m", "--method", "magnitude", "--sparsity", "0.5"]) == 1
-    assert "needs bertlite.sparse" in capsys.readouterr().err
+    assert "needs bertlite.pruning.unstructured" in capsys.readouterr().err
 
 
 @pytest.fixture(scope="module")
 def tiny_folder(tmp_path_factory):
     """A tiny BERT classifier with the packaged MiniLM tokenizer (random weights: structure, not accuracy)."""
-    from bertlite.models import load_tokenizer
+    from bertlite.loading import load_tokenizer
 
     tokenizer = load_tokenizer("minilm")
     torch.manual_seed(0)

@@ -7,9 +7,9 @@ import torch
 from structured_fixtures import FFN, HEADS, LAYERS, tiny_batches, tiny_classifier
 
 from bertlite.errors import BertliteError
-from bertlite.structured import UnitGates, compute_importance
-from bertlite.structured import prune
-from bertlite.structured.importance import magnitude_scores
+from bertlite.pruning.structured import UnitGates, compute_importance
+from bertlite.pruning.structured import prune
+from bertlite.pruning.structured.importance import magnitude_scores
 
 
 @pytest.mark.parametrize("criterion", ["taylor", "fisher", "magnitude"])

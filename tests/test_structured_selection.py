@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from bertlite.errors import BertliteError
-from bertlite.structured import PruningPlan, UnitScores, plan_pruning
-from bertlite.structured.selection import resolve_target, select_units
+from bertlite.pruning.structured import PruningPlan, UnitScores, plan_pruning
+from bertlite.pruning.structured.selection import resolve_target, select_units
 
 
 def scores(head_rows, ffn_rows=None) -> UnitScores:

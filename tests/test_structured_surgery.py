@@ -15,11 +15,8 @@ from transformers import AutoModelForSequenceClassification, BertForMaskedLM, Be
 
 import bertlite  # noqa: F401  (registers the Auto classes)
 from bertlite.errors import BertliteError
-from bertlite.structured import (
-    BertliteConfig,
-    BertliteForMaskedLM,
-    BertliteForSequenceClassification,
-    BertliteModel,
+from bertlite.modeling import BertliteConfig, BertliteForMaskedLM, BertliteForSequenceClassification, BertliteModel
+from bertlite.pruning.structured import (
     UnitGates,
     layer_shapes,
     prune_model,
@@ -129,7 +126,7 @@ def test_save_and_reload_with_auto_class_gives_identical_logits(tmp_path):
 
 
 def test_copied_modeling_code_is_self_contained():
-    from bertlite.structured import configuration_bertlite, modeling_bertlite
+    from bertlite.modeling import configuration_bertlite, modeling_bertlite
 
     for module in (configuration_bertlite, modeling_bertlite):
         source = open(module.__file__).read()
@@ -162,27 +159,29 @@ def test_remote_code_loads_without_bertlite(tmp_path):
     torch.testing.assert_close(torch.tensor(json.loads(line[len("LOGITS"):])), expected, atol=1e-6, rtol=0)
 
 
-@pytest.mark.parametrize("first_import", [
-    "from transformers import AutoModelForSequenceClassification",
-    "from transformers import BertConfig",  # transformers' own import chain loads the Auto classes half-way
-])
-def test_import_bertlite_is_torch_free_and_still_registers_the_auto_classes(tmp_path, first_import):
+def test_import_bertlite_is_side_effect_free_and_loaders_register_the_model_type(tmp_path):
     folder = tmp_path / "pruned"
     prune_model(tiny_classifier(), heads={0: [1]}).save_pretrained(folder)
+    (folder / "configuration_bertlite.py").unlink()  # no shipped code: only the registered classes can load it
+    (folder / "modeling_bertlite.py").unlink()
     script = textwrap.dedent(f"""
-        import sys, warnings
-        warnings.simplefilter("error", UserWarning)  # a failed registration warns: make it fail the test
+        import os, sys
+        finders, env = list(sys.meta_path), dict(os.environ)
         import bertlite
+        assert sys.meta_path == finders, "import bertlite must not install import hooks"
+        assert dict(os.environ) == env, "import bertlite must not change the environment"
         assert "torch" not in sys.modules, "import bertlite must stay cheap"
-        {first_import}
+        model = bertlite.load_compressed({str(folder)!r})  # bertlite's loader registers the type itself
+        print("LOADED", type(model).__module__, type(model).__name__)
         from transformers import AutoModelForSequenceClassification
-        model = AutoModelForSequenceClassification.from_pretrained({str(folder)!r})
+        model = AutoModelForSequenceClassification.from_pretrained({str(folder)!r})  # plain transformers, afterwards
         print("CLASS", type(model).__module__, type(model).__name__)
     """)
     env = {**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(bertlite.__file__)), "OMP_WAIT_POLICY": "PASSIVE"}
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "CLASS bertlite.structured.modeling_bertlite BertliteForSequenceClassification" in result.stdout
+    assert "LOADED bertlite.modeling.modeling_bertlite BertliteForSequenceClassification" in result.stdout
+    assert "CLASS bertlite.modeling.modeling_bertlite BertliteForSequenceClassification" in result.stdout
 
 
 def test_unsupported_models_are_refused():

@@ -8,10 +8,10 @@ import pytest
 import torch
 from transformers import TrainerCallback
 
-from bertlite.config import DistillationConfig
+from bertlite.distillation.config import DistillationConfig
 from bertlite.errors import BertliteError
-from bertlite.student import build_student
-from bertlite.trainer import PROJECTIONS_FILE, DistillationTrainer
+from bertlite.distillation.student import build_student
+from bertlite.distillation.trainer import PROJECTIONS_FILE, DistillationTrainer
 
 from conftest import tiny_dataset, tiny_model
 from helpers_trainer import make_trainer, pad_collate

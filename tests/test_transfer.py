@@ -4,10 +4,10 @@ import json
 
 import pytest
 
-from bertlite.augment.dataset import UNTRUSTED_LABEL
+from bertlite.augmentation.dataset import UNTRUSTED_LABEL
 from bertlite.cli import main
 from bertlite.errors import BertliteError
-from bertlite.transfer import MAX_WORDS, MIN_WORDS, sentences_of, transfer_sentences, with_transfer_set
+from bertlite.distillation.transfer import MAX_WORDS, MIN_WORDS, sentences_of, transfer_sentences, with_transfer_set
 
 DOCUMENTS = [
     "I loved every minute of this strange little film.<br /><br />The ending, though, felt rushed and far too neat. Bad.",
@@ -56,7 +56,7 @@ def test_packaged_imdb_sentences_come_from_its_training_split():
 
 def test_transfer_examples_are_appended_with_untrusted_labels(corpus):
     from bertlite.data import load_task, tokenize
-    from bertlite.models import load_tokenizer
+    from bertlite.loading import load_tokenizer
 
     tokenizer = load_tokenizer("minilm")
     dsd, _ = load_task("rotten_tomatoes", max_train_examples=8)

@@ -9,13 +9,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import importlib.util
 import os
 import sys
 
-# OpenMP's default spin-waiting made training steps 3-9x slower on small shared CPU machines; passive waiting
-# costs nothing measurable when the machine is idle. Must be set before torch is imported.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+from ..errors import BertliteError
 
 COMMANDS = {
     "distill": "bertlite.cli.distill",
@@ -23,18 +20,19 @@ COMMANDS = {
     "quantize": "bertlite.cli.quantize",
     "push": "bertlite.cli.push",
     "augment": "bertlite.cli.augment",
-    "evaluate": "bertlite.cli.evaluate",
 }
+# Commands that train. OpenMP's default spin-waiting made training steps 3-9x slower on small shared CPU machines,
+# and passive waiting costs nothing measurable when the machine is idle; but it slows batch-1 serving, so it is
+# set for these commands only, before their module (and so torch) is imported, and never on `import bertlite`.
+TRAINING_COMMANDS = ("distill", "prune", "augment")
 
 
-def available_commands() -> dict[str, str]:
-    return {name: mod for name, mod in COMMANDS.items() if importlib.util.find_spec(mod) is not None}
+def prefer_passive_openmp() -> None:
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def load_recipe(path: str) -> dict:
     import yaml
-
-    from ..errors import BertliteError
 
     if not os.path.isfile(path):
         raise BertliteError(f"The recipe file {path!r} does not exist.")
@@ -51,7 +49,7 @@ def load_recipe(path: str) -> dict:
 def build_parser(command: str):
     from transformers import HfArgumentParser
 
-    module = importlib.import_module(available_commands()[command])
+    module = importlib.import_module(COMMANDS[command])
     parser = HfArgumentParser(module.DATACLASSES, prog=f"bertlite {command}", description=module.HELP)
     parser.add_argument("--config", default=None, help="YAML recipe whose keys are this command's options; flags override it.")
     return parser, module
@@ -59,8 +57,6 @@ def build_parser(command: str):
 
 def parse_command(command: str, argv: list[str]):
     """Parse argv for one command, merging `--config` values under the flags. Returns (module, dataclasses)."""
-    from ..errors import BertliteError
-
     parser, module = build_parser(command)
     # A command may take its main argument first, without its flag (`bertlite push DIR`): POSITIONAL names the field.
     positional = getattr(module, "POSITIONAL", None)
@@ -82,7 +78,9 @@ def parse_command(command: str, argv: list[str]):
                 action.required = False
     try:
         parsed = parser.parse_args_into_dataclasses(args=argv, look_for_args_file=False)
-    except (ValueError, TypeError) as err:  # raised by a dataclass __post_init__ when a value is out of range
+    except BertliteError:
+        raise
+    except ValueError as err:  # TrainingArguments' own __post_init__ checks (an unknown strategy name, ...)
         raise BertliteError(str(err)) from err
     # The trailing namespace holds --config only.
     return module, [p for p in parsed if not isinstance(p, argparse.Namespace)]
@@ -98,10 +96,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(argv: list[str] | None) -> int:
-    from ..errors import BertliteError
-
     argv = list(sys.argv[1:] if argv is None else argv)
-    commands = available_commands()
+    commands = COMMANDS
     top = argparse.ArgumentParser(
         prog="bertlite",
         description="Make BERT models small and fast. Run `bertlite COMMAND --help` for a command's options.",
@@ -114,13 +110,15 @@ def _main(argv: list[str] | None) -> int:
             print(f"  {name:10s} {importlib.import_module(mod).HELP}")
         return 0
     if argv[0] in ("-V", "--version"):
-        from .. import __version__
+        from ..record import VERSION as __version__
 
         print(f"bertlite {__version__}")
         return 0
     if argv[0] not in commands:
         top.error(f"unknown command {argv[0]!r}; choose from {', '.join(sorted(commands))}")
     command, rest = argv[0], argv[1:]
+    if command in TRAINING_COMMANDS:
+        prefer_passive_openmp()
     try:
         module, parsed = parse_command(command, rest)
         result = module.run(*parsed)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..augment.job import AugmentArguments, run_augmentation
+from ..augmentation.job import AugmentArguments, run_augmentation
 
 HELP = "Augment a task's training data by word replacement (TinyBERT) for `bertlite distill --augmented PATH`."
 

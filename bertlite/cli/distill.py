@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from ..config import DistillationConfig
-from ..distill import DistillArguments, run_distillation
-from ..general import GeneralArguments, run_general_distillation
+from ..distillation.config import DistillationConfig
+from ..distillation.job import DistillArguments, run_distillation
+from ..distillation.general import GeneralArguments, run_general_distillation
 from ..hub.metrics import invoked_command, record_command
 from ..hub.push import PushOptions, push_if_requested
 

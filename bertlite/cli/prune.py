@@ -2,10 +2,10 @@
 
 Two families share this command and its options (one dataclass, `PruneArguments`):
 
-* structured pruning (`bertlite.structured`): removes whole attention heads and FFN neurons, so the model gets
+* structured pruning (`bertlite.pruning.structured`): removes whole attention heads and FFN neurons, so the model gets
   physically smaller and faster. Selected by `--heads` and/or `--ffn` (or `--method structured`).
-* weight-level pruning (`bertlite.sparse`): zeroes individual weights. Selected by `--method magnitude|lth|obd|synflow`
-  with `--sparsity`; `run()` hands the parsed `PruneArguments` to `bertlite.sparse.cli_run(args) -> int`.
+* weight-level pruning (`bertlite.pruning.unstructured`): zeroes individual weights. Selected by `--method magnitude|lth|obd|synflow`
+  with `--sparsity`; `run()` hands the parsed `PruneArguments` to `bertlite.pruning.unstructured.cli_run(args) -> int`.
 
 Also callable from Python: `run(PruneArguments(model="my-model", heads=0.5, ffn=0.5, recover=True))`.
 """
@@ -40,7 +40,7 @@ class PruneArguments:
 
     `method` is filled in by validation: "structured" when --heads/--ffn are given, "magnitude" when only --sparsity
     is, so consumers can rely on it being one of METHODS. Range checks of the weight-level fields beyond the basic
-    ones here belong to `bertlite.sparse.cli_run`.
+    ones here belong to `bertlite.pruning.unstructured.cli_run`.
     """
 
     # ----- shared -------------------------------------------------------------------------------------------------
@@ -71,7 +71,7 @@ class PruneArguments:
     importance_examples: int | None = field(default=None, metadata={"help": "Training examples that score importance; >= 1. Default: 1024 for structured taylor/fisher, 256 for obd."})
     schedule: str = field(default="oneshot", metadata={"help": "'oneshot': score, prune, then (with --recover) distill; 'gradual': prune step by step while distilling from the teacher."})
 
-    # ----- weight-level pruning (bertlite.sparse) -----------------------------------------------------------------
+    # ----- weight-level pruning (bertlite.pruning.unstructured) -----------------------------------------------------------------
     sparsity: float | None = field(default=None, metadata={"help": "Weight-level methods: fraction of prunable weights set to zero, in [0, 1)."})
     iterations: int | None = field(default=None, metadata={"help": "Weight-level methods: pruning rounds (lth: train-prune-rewind cycles; synflow: scoring iterations); >= 1. Default: the method's own."})
     rewind_step: int = field(default=0, metadata={"help": "lth: optimizer step whose weights the survivors are rewound to (0 = initial weights); >= 0."})
@@ -81,7 +81,7 @@ class PruneArguments:
     allow_layer_collapse: bool = field(default=False, metadata={"help": "Weight-level methods: warn instead of refusing when a layer would be pruned entirely (structured pruning: see --min_heads_per_layer)."})
 
     def __post_init__(self):
-        from ..structured.selection import check_target
+        from ..pruning.structured.selection import check_target
 
         if not self.model:
             raise BertliteError("--model is required: the fine-tuned model (folder or Hub id) to prune.")
@@ -139,15 +139,15 @@ DATACLASSES = (PruneArguments,)
 
 def run(args: PruneArguments) -> int:
     if args.is_structured:
-        from ..structured.pipeline import run_structured
+        from ..pruning.structured.pipeline import run_structured
 
         run_structured(args)
         return 0
     try:
-        from ..sparse import cli_run
+        from ..pruning.unstructured import cli_run
     except ImportError as err:
-        if getattr(err, "name", None) in ("bertlite.sparse", None) or "cli_run" in str(err):
-            raise BertliteError(f"Weight-level pruning (--method {args.method}) needs bertlite.sparse, which this "
+        if getattr(err, "name", None) in ("bertlite.pruning.unstructured", None) or "cli_run" in str(err):
+            raise BertliteError(f"Weight-level pruning (--method {args.method}) needs bertlite.pruning.unstructured, which this "
                                 "installation lacks; structured pruning (--heads/--ffn) is available.") from err
         raise
     return int(cli_run(args) or 0)

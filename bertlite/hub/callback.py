@@ -16,7 +16,7 @@ import platform
 
 from transformers import TrainerCallback
 
-from .. import __version__
+from ..record import VERSION as __version__
 from .card import TRAINING_SUMMARY_FILE
 
 # TrainingArguments fields a reader needs to reproduce a run; the rest (logging, saving, hub...) is noise.

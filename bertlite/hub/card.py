@@ -15,11 +15,12 @@ import os
 import re
 from pathlib import Path
 
-from .. import __version__
+from ..record import VERSION as __version__
 from ..errors import BertliteError
-from ..models import HUB_ALIASES, display_name
+from ..loading import HUB_ALIASES, display_name
 from .folder import ModelFolder
-from .formats import auto_class_name, select_format
+from ..loading import auto_class_name
+from .formats import select_format
 from .methods import citations_for, note_for
 from .metrics import CardMetrics, ModelMetrics, metric_label, read_card_metrics
 

@@ -15,8 +15,8 @@ import struct
 from dataclasses import dataclass, field
 from functools import cached_property
 
-from ..compression_config import CONFIG_NAME as COMPRESSION_CONFIG_NAME
-from ..compression_config import CompressionConfig
+from ..record import CONFIG_NAME as COMPRESSION_CONFIG_NAME
+from ..record import CompressionConfig
 from ..errors import BertliteError
 
 CARD_NAME = "README.md"

@@ -75,59 +75,17 @@ def extra_file_patterns() -> tuple[str, ...]:
     return tuple(p for fmt in registered_formats() for p in fmt.files)
 
 
-# Architecture class-name suffix -> Auto class. Longest suffixes first.
-AUTO_CLASSES = (
-    ("ForSequenceClassification", "AutoModelForSequenceClassification"),
-    ("ForTokenClassification", "AutoModelForTokenClassification"),
-    ("ForQuestionAnswering", "AutoModelForQuestionAnswering"),
-    ("ForMultipleChoice", "AutoModelForMultipleChoice"),
-    ("ForMaskedLM", "AutoModelForMaskedLM"),
-    ("ForPreTraining", "AutoModelForPreTraining"),
-    ("ForNextSentencePrediction", "AutoModelForNextSentencePrediction"),
-    ("Model", "AutoModel"),
-)
-
-
-def auto_class_name(architecture: str | None) -> str:
-    for suffix, auto in AUTO_CLASSES:
-        if architecture and architecture.endswith(suffix):
-            return auto
-    return "AutoModel"
-
-
 def load_with_transformers(folder: ModelFolder, *, trust_remote_code: bool = False, **model_kwargs):
     """Rebuild with the Auto class matching config.json's architecture; refuse silent weight mismatches."""
-    import transformers
+    from ..loading import load_model
 
-    auto_name = auto_class_name(folder.architecture)
-    auto_cls = getattr(transformers, auto_name)
-    try:
-        model, info = auto_cls.from_pretrained(folder.path, trust_remote_code=trust_remote_code, use_safetensors=True,
-                                               output_loading_info=True, **model_kwargs)
-    except ValueError as err:
-        if "trust_remote_code" in str(err):
-            raise BertliteError(
-                f"This model ({folder.model_type!r}) is defined by code stored next to its weights. Upgrade bertlite "
-                "if it should know this model type, or pass trust_remote_code=True after reading that code."
-            ) from err
-        raise BertliteError(f"Could not rebuild the model in {folder.path!r} with {auto_name}: {err}") from err
-    except (OSError, RuntimeError) as err:
-        raise BertliteError(f"Could not load the weights in {folder.path!r} with {auto_name}: {err}") from err
-    problems = {k: info.get(k) for k in ("missing_keys", "unexpected_keys", "mismatched_keys") if info.get(k)}
-    if problems:
-        # A mismatch means the weights were saved by modules this class does not have (e.g. int8 ones):
-        # loading them anyway would silently give random layers.
-        details = "; ".join(f"{k}: {', '.join(map(str, sorted(v, key=str)[:5]))}" for k, v in problems.items())
-        raise BertliteError(
-            f"The weights in {folder.path!r} do not fit {type(model).__name__} ({details}). The folder needs a loader "
-            "this bertlite does not have (was it made by a newer bertlite?)."
-        )
-    return model
+    return load_model(folder.path, strict=True, trust_remote_code=trust_remote_code, **model_kwargs)
 
 
 def _is_bertlite_int8(folder: ModelFolder) -> bool:
-    # The marker written by bertlite.quantization.serialization (not imported here: it pulls in torch).
-    return (folder.read_json("quantization_config.json") or {}).get("format") == "bertlite-int8"
+    from ..loading import is_int8_folder
+
+    return is_int8_folder(folder.path)
 
 
 def _register_builtin_formats() -> None:

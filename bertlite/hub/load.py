@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from ..compression_config import CONFIG_NAME as COMPRESSION_CONFIG_NAME
+from ..record import CONFIG_NAME as COMPRESSION_CONFIG_NAME
 from ..errors import BertliteError
 from .errors import hub_errors
 from .folder import PICKLE_PATTERNS, UPLOAD_PATTERNS, ModelFolder

@@ -205,7 +205,7 @@ def read_card_metrics(folder, compression=None) -> CardMetrics:
 def record_command(folder: str, command: str | None) -> None:
     """Note in metrics.json (and compression_config.json's metrics) the command that produced the numbers, so that
     the card can show how to reproduce them. No-op without a command or without recorded metrics."""
-    from ..compression_config import CONFIG_NAME, CompressionConfig
+    from ..record import CONFIG_NAME, CompressionConfig
 
     if not command:
         return

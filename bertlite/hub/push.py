@@ -14,7 +14,7 @@ import re
 import tempfile
 from dataclasses import dataclass, field
 
-from .. import __version__
+from ..record import VERSION as __version__
 from ..errors import BertliteError
 from .card import is_bertlite_card, render_model_card
 from .errors import LOGIN_HINT, hub_errors

@@ -5,31 +5,19 @@ from __future__ import annotations
 import os
 import warnings
 
-from ..compression_config import CompressionConfig
+from ..record import CompressionConfig
 from ..errors import BertliteError
 from ..evaluation import folder_size_mb
-from ..hub.formats import auto_class_name
-from ..models import display_name, load_tokenizer, resolve_model_name
+from ..loading import display_name, load_model, load_tokenizer, resolve_model_name
 from .check import QuantizationReport, compare_with_fp32
 from .config import QuantizationConfig
 from .convert import make_config, quantize_model
-from .serialization import is_quantized_folder, save_quantized
+from .serialization import save_quantized
 
 
 def load_fp32_model(name_or_path: str):
-    """The model a folder holds, with its own head (a bare encoder stays a bare encoder)."""
-    import transformers
-
-    path = resolve_model_name(name_or_path)
-    if is_quantized_folder(path):
-        raise BertliteError(f"{name_or_path!r} already holds an int8 model; quantize its fp32 original instead.")
-    try:
-        config = transformers.AutoConfig.from_pretrained(path, trust_remote_code=False)
-        # Auto classes by architecture suffix, so registered custom types (model_type "bertlite") load too.
-        auto_name = auto_class_name((config.architectures or [None])[0])
-        return getattr(transformers, auto_name).from_pretrained(path, trust_remote_code=False).eval()
-    except (OSError, ValueError, KeyError) as err:
-        raise BertliteError(f"Could not load a model from {name_or_path!r}: {err}") from err
+    """The model a folder holds, with its own head (a bare encoder stays a bare encoder); int8 folders are refused."""
+    return load_model(name_or_path)
 
 
 def default_output_dir(name_or_path: str) -> str:

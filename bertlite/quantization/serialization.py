@@ -22,7 +22,7 @@ import os
 
 import torch
 
-from .. import __version__
+from ..record import VERSION as __version__
 from ..errors import BertliteError
 from .backends import get_backend
 from .backends.base import Int8Settings
@@ -141,7 +141,16 @@ def read_quantization_meta(folder: str) -> dict:
     return meta
 
 
+# Where bertlite's own model classes lived in folders written by earlier versions.
+MOVED_CLASSES = {"bertlite.structured.modeling_bertlite.": "bertlite.modeling.modeling_bertlite."}
+
+
 def _model_class(qualified: str):
+    for old, new in MOVED_CLASSES.items():
+        if qualified.startswith(old):
+            qualified = new + qualified[len(old):]
+    if qualified.startswith("bertlite."):
+        from .. import modeling  # noqa: F401  (a pruned model's config must be known to AutoConfig too)
     if not qualified.startswith(TRUSTED_CLASS_PREFIXES):
         raise BertliteError(f"Refusing to build model class {qualified!r}: only transformers and bertlite classes are loaded.")
     module_name, _, class_name = qualified.rpartition(".")

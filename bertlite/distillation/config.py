@@ -1,0 +1,63 @@
+"""`DistillationConfig`: TrainingArguments plus the knobs of knowledge distillation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from transformers import TrainingArguments
+
+from ..errors import BertliteError
+from .layer_map import parse_layer_map
+
+
+@dataclass
+class DistillationConfig(TrainingArguments):
+    """Training arguments for `DistillationTrainer`. Every loss has its own weight; a weight of 0 turns that
+    component off (and skips the work it needs, e.g. eager attention for the attention loss)."""
+
+    temperature: float = field(default=2.0, metadata={"help": "Softmax temperature for the soft-logit loss (Hinton et al.); > 0."})
+    logit_weight: float = field(default=1.0, metadata={"help": "Weight of KL(teacher || student) on temperature-scaled logits."})
+    hard_label_weight: float = field(default=0.5, metadata={"help": "Weight of cross-entropy on the gold labels (skipped for unlabelled batches)."})
+    embedding_weight: float = field(default=0.0, metadata={"help": "Weight of the loss between student and teacher embedding outputs."})
+    hidden_weight: float = field(default=1.0, metadata={"help": "Weight of the hidden-state loss over the mapped layers."})
+    attention_weight: float = field(default=0.0, metadata={"help": "Weight of the attention-map loss over the mapped layers (needs eager attention; slower)."})
+    layer_map: str = field(default="uniform", metadata={"help": "Teacher layer each student layer learns from: 'uniform' (layer m <- m*N/M), 'last', 'first', or pairs '1:2,2:4,3:6' (student:teacher, 1-based)."})
+    hidden_loss: str = field(default="mse", metadata={"help": "Hidden-state distance: 'mse' (TinyBERT) or 'cosine' (DistilBERT)."})
+    attention_loss: str = field(default="kl", metadata={"help": "Attention distance: 'kl' (MiniLM) or 'mse' (TinyBERT)."})
+    two_stage: bool = field(default=False, metadata={"help": "TinyBERT two-stage schedule: intermediate layers only for the first `stage_one_fraction` of steps, then the prediction layer."})
+    stage_one_fraction: float = field(default=0.5, metadata={"help": "With --two_stage, the fraction of training steps spent on intermediate layers; in (0, 1)."})
+    quantization_aware: bool = field(default=False, metadata={"help": "Quantization-aware training: the student's Linear layers run with int8 rounding (straight-through gradients) during distillation, with the default settings of `bertlite quantize`, which then converts the saved student to int8."})
+    save_on_interrupt: bool = field(default=True, metadata={"help": "On Ctrl-C/SIGTERM finish the current step, save a checkpoint and stop, so that re-running resumes without loss."})
+
+    def __post_init__(self):
+        if self.output_dir is None:
+            self.output_dir = "bertlite-distilled"
+        super().__post_init__()
+        if not self.temperature > 0:
+            raise BertliteError(f"temperature must be > 0, got {self.temperature}.")
+        for name in ("logit_weight", "hard_label_weight", "embedding_weight", "hidden_weight", "attention_weight"):
+            if getattr(self, name) < 0:
+                raise BertliteError(f"{name} must be >= 0, got {getattr(self, name)}.")
+        if self.logit_weight + self.hard_label_weight + self.embedding_weight + self.hidden_weight + self.attention_weight == 0:
+            raise BertliteError("All loss weights are 0: nothing would be learned.")
+        if self.hidden_loss not in ("mse", "cosine"):
+            raise BertliteError(f"hidden_loss must be 'mse' or 'cosine', got {self.hidden_loss!r}.")
+        if self.attention_loss not in ("kl", "mse"):
+            raise BertliteError(f"attention_loss must be 'kl' or 'mse', got {self.attention_loss!r}.")
+        if not 0 < self.stage_one_fraction < 1:
+            raise BertliteError(f"stage_one_fraction must be in (0, 1), got {self.stage_one_fraction}.")
+        if self.two_stage and self.embedding_weight + self.hidden_weight + self.attention_weight == 0:
+            raise BertliteError("two_stage needs at least one intermediate loss (embedding, hidden or attention weight > 0).")
+        if self.ddp_find_unused_parameters is None:
+            # In two-stage stage one the pooler and classifier get no gradient, and DDP must be told to expect
+            # that; otherwise every parameter is used and the extra graph traversal would only cost time.
+            self.ddp_find_unused_parameters = self.two_stage
+        parse_layer_map(self.layer_map)  # fail at parse time, not after the teacher was loaded
+
+    @property
+    def needs_attentions(self) -> bool:
+        return self.attention_weight > 0
+
+    @property
+    def needs_hidden_states(self) -> bool:
+        return self.hidden_weight > 0 or self.embedding_weight > 0

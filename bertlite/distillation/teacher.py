@@ -1,0 +1,100 @@
+"""Getting a teacher that is trained on the task: use it as is when it already has a head for the task,
+otherwise fine-tune it first and keep the result (re-runs reuse it)."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import torch
+from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
+from transformers.trainer_utils import get_last_checkpoint
+from transformers.utils import logging
+
+from ..jobs import SaveOnInterruptCallback
+from ..data import load_task, tokenize
+from ..errors import BertliteError
+from ..loading import display_name, is_classifier, load_config, load_model, load_tokenizer, resolve_model_name
+
+logger = logging.get_logger("bertlite")
+MARKER = "bertlite_teacher.json"
+
+
+def has_task_head(name_or_path: str, num_labels: int) -> bool:
+    """A teacher counts as fine-tuned when it was saved as a sequence classifier with the task's label count."""
+    return is_classifier(load_config(name_or_path), num_labels)
+
+
+# Batches of similar lengths pad far less than random ones (rotten_tomatoes: about half the tokens), so the
+# fine-tune takes about half the time at the same accuracy.
+SAMPLING = "group_by_length"
+
+
+def finetuned_teacher(teacher: str, task: str, output_dir: str, *, epochs: float = 2.0, learning_rate: float = 1e-4,
+                      batch_size: int = 32, max_length: int = 128, seed: int = 42, max_train_examples: int | None = None,
+                      trust_remote_code: bool = False, log=print) -> str:
+    """Path of a teacher trained on `task`. A teacher that already has a head for the task is returned unchanged;
+    otherwise it is fine-tuned into `output_dir` (resuming an interrupted fine-tune, reusing a finished one whose
+    recorded settings match)."""
+    dsd, info = load_task(task, max_train_examples=max_train_examples)
+    source = resolve_model_name(teacher)
+    if has_task_head(source, info.num_labels):
+        log(f"Teacher {display_name(teacher)} already has a {info.num_labels}-label classification head: used as is.")
+        return source
+
+    settings = {"teacher": display_name(teacher), "task": task, "epochs": epochs, "learning_rate": learning_rate,
+                "batch_size": batch_size, "max_length": max_length, "seed": seed, "max_train_examples": max_train_examples,
+                "sampling": SAMPLING}
+    marker = os.path.join(output_dir, MARKER)
+    if os.path.isfile(marker):
+        with open(marker) as f:
+            recorded = json.load(f)
+        if recorded.get("settings") == settings and os.path.isfile(os.path.join(output_dir, "model.safetensors")):
+            log(f"Reusing the fine-tuned teacher in {output_dir} (validation accuracy {recorded.get('validation_accuracy', float('nan')):.4f}).")
+            return output_dir
+        log(f"The teacher in {output_dir} was fine-tuned with other settings; fine-tuning again.")
+
+    log(f"Teacher {display_name(teacher)} has no trained head for {task}: fine-tuning it first "
+        f"({epochs:g} epochs, lr {learning_rate:g}, {len(dsd['train'])} examples) into {output_dir}.")
+    tokenizer = load_tokenizer(teacher, trust_remote_code=trust_remote_code)
+    torch.manual_seed(seed)
+    model = load_model(source, head="classifier", num_labels=info.num_labels, trust_remote_code=trust_remote_code)
+    if info.label_names:
+        model.config.id2label = dict(enumerate(info.label_names))
+        model.config.label2id = {v: k for k, v in model.config.id2label.items()}
+    encoded = tokenize(dsd, tokenizer, max_length)
+    checkpoints = os.path.join(output_dir, "checkpoints")
+    args = TrainingArguments(
+        output_dir=checkpoints, num_train_epochs=epochs, learning_rate=learning_rate, per_device_train_batch_size=batch_size,
+        per_device_eval_batch_size=64, warmup_steps=0.1, weight_decay=0.01, eval_strategy="epoch", save_strategy="epoch",
+        save_total_limit=1, logging_steps=50, seed=seed, report_to="none", disable_tqdm=False,
+        train_sampling_strategy=SAMPLING,
+    )
+    interrupt = SaveOnInterruptCallback()
+    trainer = Trainer(model=model, args=args, train_dataset=encoded["train"], eval_dataset=encoded["validation"],
+                      data_collator=DataCollatorWithPadding(tokenizer), processing_class=tokenizer,
+                      compute_metrics=accuracy_metric, callbacks=[interrupt])
+    last = get_last_checkpoint(checkpoints) if os.path.isdir(checkpoints) else None
+    if last:
+        log(f"Resuming the teacher fine-tune from {last}.")
+    trainer.train(resume_from_checkpoint=last)
+    if interrupt.interrupted:
+        raise KeyboardInterrupt
+    metrics = trainer.evaluate()
+    trainer.model.save_pretrained(output_dir)  # safetensors only (Trainer.save_model adds a pickled training_args.bin)
+    tokenizer.save_pretrained(output_dir)
+    with open(marker, "w") as f:
+        json.dump({"settings": settings, "validation_accuracy": metrics.get("eval_accuracy")}, f, indent=2)
+    log(f"Fine-tuned teacher: validation accuracy {metrics.get('eval_accuracy', float('nan')):.4f}.")
+    return output_dir
+
+
+def accuracy_metric(eval_prediction) -> dict:
+    logits, labels = eval_prediction.predictions, eval_prediction.label_ids
+    if isinstance(logits, tuple):
+        logits = logits[0]
+    if logits.shape[-1] == 1:
+        import numpy as np
+
+        return {"pearson": float(np.corrcoef(logits[:, 0], labels)[0, 1])}
+    return {"accuracy": float((logits.argmax(-1) == labels).mean())}
