@@ -256,15 +256,17 @@ def test_missing_repo_and_missing_revision(hub, tiny_folder, tmp_path):
     assert model.compression_config.methods == ["distillation"]
 
 
-def test_folders_not_made_by_bertlite_are_refused(hub, tiny_folder, tmp_path):
+def test_folders_not_made_by_bertlite_are_refused_for_push_and_loaded_plainly(hub, tiny_folder, tmp_path):
     from huggingface_hub import HfApi
 
     plain = copy_folder(tiny_folder, tmp_path / "plain")
     (plain / "compression_config.json").unlink()
     with pytest.raises(BertliteError, match="not made by bertlite"):
         push(hub, plain, "alice/plain")
-    with pytest.raises(BertliteError, match="not made by bertlite"):
-        load_compressed(str(plain))
+    # A plain fine-tuned folder (a teacher, say) loads as it is, with an empty compression history.
+    model = load_compressed(str(plain))
+    assert model.compression_config.steps == []
+    assert torch.equal(logits_of(model, tiny_folder), reference_logits(tiny_folder))
     # A plain repo uploaded by other means: load_compressed says what it is instead of failing deep inside.
     api = HfApi(endpoint=hub.url, token=ALICE)
     api.create_repo("alice/plain")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from ..record import CONFIG_NAME as COMPRESSION_CONFIG_NAME
+from ..record import CompressionConfig
 from ..errors import BertliteError
 from .errors import hub_errors
 from .folder import PICKLE_PATTERNS, UPLOAD_PATTERNS, ModelFolder
@@ -40,7 +41,8 @@ def load_compressed(name_or_path: str, revision: str | None = None, token: str |
                     trust_remote_code: bool = False, return_tokenizer: bool = False, endpoint: str | None = None,
                     cache_dir: str | None = None, **model_kwargs):
     """Load a model made by bertlite from a folder or a Hub repo id ("org/name"), restoring the classes its
-    compression steps need (int8 modules, pruned layers...) through the format registry.
+    compression steps need (int8 modules, pruned layers...) through the format registry. A local folder that
+    bertlite did not write (any saved Transformers model) loads too, with an empty compression history.
 
     token: for private repos; defaults to HF_TOKEN / `hf auth login`; False sends none. trust_remote_code: only
     for models whose code bertlite does not ship. return_tokenizer: return (model, tokenizer). model_kwargs go to
@@ -59,7 +61,8 @@ def load_compressed(name_or_path: str, revision: str | None = None, token: str |
         local = download_compressed(name_or_path, revision=revision, token=token, endpoint=endpoint,
                                     cache_dir=cache_dir)
     folder = ModelFolder.inspect(local)
-    compression = folder.require_bertlite(name_or_path)
+    # A plain Transformers folder (e.g. a fine-tuned teacher) loads too, with an empty compression history.
+    compression = folder.compression or CompressionConfig()
     fmt = select_format(folder)
     model = fmt.loader()(folder, trust_remote_code=trust_remote_code, **model_kwargs)
     model.compression_config = compression
