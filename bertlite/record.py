@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 
@@ -17,6 +18,27 @@ from .errors import BertliteError
 # back through the package __init__.
 VERSION = "0.1.0"
 CONFIG_NAME = "compression_config.json"
+METRICS_FILE = "metrics.json"  # what the command measured on the model in the folder (read by the model card)
+
+
+def write_json(path: str, value) -> str:
+    """Write JSON atomically: a reader (or a crash) never sees half a file."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(value, f, indent=2)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    return path
+
+
+def save_metrics(folder: str, metrics: dict) -> str:
+    return write_json(os.path.join(folder, METRICS_FILE), metrics)
 
 
 @dataclass
@@ -56,11 +78,7 @@ class CompressionConfig:
         return cls(**{k: v for k, v in values.items() if k in known})
 
     def save_pretrained(self, folder: str) -> str:
-        os.makedirs(folder, exist_ok=True)
-        path = os.path.join(folder, CONFIG_NAME)
-        with open(path, "w") as f:
-            json.dump(self.to_dict(), f, indent=2)
-        return path
+        return write_json(os.path.join(folder, CONFIG_NAME), self.to_dict())
 
     @classmethod
     def from_pretrained(cls, folder: str) -> "CompressionConfig":

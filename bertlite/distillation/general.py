@@ -4,21 +4,19 @@ task distillation starts from (`bertlite distill --student PATH`)."""
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
 import time
 from dataclasses import dataclass, field
 
-from transformers.trainer_utils import IntervalStrategy, SaveStrategy, get_last_checkpoint
+from transformers.trainer_utils import IntervalStrategy, SaveStrategy
 
+from ..jobs import CHECKPOINTS, prepare_output_dir, run_training, save_model_folder
 from ..record import CompressionConfig
 from .config import DistillationConfig
 from ..errors import BertliteError
 from ..loading import display_name, load_model, load_tokenizer, resolve_model_name
 from .corpus import PACKAGED_CORPUS, unlabeled_corpus
 
-METRICS_FILE = "metrics.json"
 
 
 @dataclass
@@ -81,8 +79,7 @@ def run_general_distillation(args, general: GeneralArguments, config: Distillati
 
     _prepare_config(config, log)
     _check_shapes_early(args, config)
-    output_dir = config.output_dir
-    os.makedirs(output_dir, exist_ok=True)
+    output_dir = prepare_output_dir(config.output_dir)
     source, teacher_name = resolve_model_name(args.teacher), display_name(args.teacher)
     if general.teacher_task:
         source, fine_tuned = task_teacher(args, general.teacher_task, os.path.join(output_dir, "teacher"), config.seed, log)
@@ -101,26 +98,19 @@ def run_general_distillation(args, general: GeneralArguments, config: Distillati
         f"sequences (<= {args.max_length} tokens), losses: embedding {config.embedding_weight:g}, hidden {config.hidden_weight:g}, "
         f"attention {config.attention_weight:g}.")
 
-    config.output_dir = os.path.join(output_dir, "checkpoints")
-    if args.fresh and os.path.isdir(config.output_dir):
-        shutil.rmtree(config.output_dir)
-    last = get_last_checkpoint(config.output_dir) if os.path.isdir(config.output_dir) else None
+    config.output_dir = os.path.join(output_dir, CHECKPOINTS)
     card_callback = ModelCardCallback()
     trainer = DistillationTrainer(model=student, teacher_model=teacher, args=config, train_dataset=corpus,
                                   data_collator=DataCollatorWithPadding(tokenizer), processing_class=tokenizer,
                                   callbacks=[card_callback])
-    if last:
-        log(f"Resuming general distillation from {last} (pass --fresh to start over).")
     started = time.perf_counter()
-    result = trainer.train(resume_from_checkpoint=last)
-    config.output_dir = output_dir
-    if trainer.interrupted:
-        raise KeyboardInterrupt
+    try:
+        result = run_training(trainer, fresh=args.fresh, what="general distillation", log=log)
+    finally:
+        config.output_dir = output_dir
 
     student = trainer.model
     student.config.architectures = [type(student).__name__]
-    student.save_pretrained(output_dir)  # safetensors; loads with AutoModel or, with a fresh head, AutoModelFor...
-    tokenizer.save_pretrained(output_dir)
     card_callback.save(output_dir)
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     metrics = {
@@ -139,10 +129,8 @@ def run_general_distillation(args, general: GeneralArguments, config: Distillati
                     **{k: getattr(config, k) for k in ("embedding_weight", "hidden_weight", "attention_weight", "layer_map",
                                                         "hidden_loss", "attention_loss", "learning_rate",
                                                         "per_device_train_batch_size", "seed")})
-    record.metrics = metrics
-    record.save_pretrained(output_dir)
-    with open(os.path.join(output_dir, METRICS_FILE), "w") as f:
-        json.dump(metrics, f, indent=2)
+    # safetensors; loads with AutoModel or, with a fresh head, AutoModelFor...
+    save_model_folder(output_dir, student, tokenizer, record, metrics)
     g = metrics["general_distillation"]
     loss = (f"loss {g['first_logged_loss']:.3f} -> {g['last_logged_loss']:.3f}" if losses
             else f"loss not logged: fewer steps than --logging_steps {config.logging_steps:g}")

@@ -3,15 +3,13 @@ with metrics. Usable from Python as `run_distillation(DistillArguments(...), Dis
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
 from dataclasses import asdict, dataclass, field
 
 import torch
 from transformers import DataCollatorWithPadding
-from transformers.trainer_utils import get_last_checkpoint
 
+from ..jobs import CHECKPOINTS, prepare_output_dir, run_training, save_model_folder
 from ..record import CompressionConfig
 from .config import DistillationConfig
 from ..data import load_task, tokenize
@@ -21,7 +19,6 @@ from ..loading import DEFAULT_TEACHER, display_name, load_config, load_model, lo
 from .student import build_student, check_same_vocabulary, check_student_head, load_student
 from .teacher import accuracy_metric, finetuned_teacher
 
-METRICS_FILE = "metrics.json"
 
 
 @dataclass
@@ -171,8 +168,7 @@ def describe_shape(model) -> dict:
 
 def run_distillation(args: DistillArguments, config: DistillationConfig, log=print) -> dict:
     """Runs the whole job and returns the metrics written to `<output_dir>/metrics.json`."""
-    output_dir = config.output_dir
-    os.makedirs(output_dir, exist_ok=True)
+    output_dir = prepare_output_dir(config.output_dir)
     tokenizer = load_tokenizer(args.teacher, trust_remote_code=args.trust_remote_code)
     dsd, info = load_task(args.task, text_column=args.text_column, text_pair_column=args.text_pair_column,
                           label_column=args.label_column, max_train_examples=args.max_train_examples,
@@ -217,29 +213,21 @@ def run_distillation(args: DistillArguments, config: DistillationConfig, log=pri
         encoded["train"], transfer = with_transfer_set(
             encoded["train"], args.transfer_data, args.transfer_examples or len(dsd["train"]), tokenizer,
             max_length=args.max_length, seed=config.seed, text_column=args.transfer_text_column, exclude=held_out, log=log)
-    config.output_dir = os.path.join(output_dir, "checkpoints")
-    if args.fresh and os.path.isdir(config.output_dir):
-        shutil.rmtree(config.output_dir)
-    last = get_last_checkpoint(config.output_dir) if os.path.isdir(config.output_dir) else None
+    from ..hub.callback import ModelCardCallback
     from .trainer import DistillationTrainer
 
-    from ..hub.callback import ModelCardCallback
-
+    config.output_dir = os.path.join(output_dir, CHECKPOINTS)
     card_callback = ModelCardCallback()  # hyperparameters and eval history for the model card
     trainer = DistillationTrainer(model=student, teacher_model=teacher, args=config, train_dataset=encoded["train"],
                                   eval_dataset=encoded["validation"], data_collator=DataCollatorWithPadding(tokenizer),
                                   processing_class=tokenizer, compute_metrics=accuracy_metric, callbacks=[card_callback])
-    if last:
-        log(f"Resuming the distillation from {last} (pass --fresh to start over).")
-    trainer.train(resume_from_checkpoint=last)
-    config.output_dir = output_dir
-    if trainer.interrupted:
-        raise KeyboardInterrupt
+    try:
+        run_training(trainer, fresh=args.fresh, what="the distillation", log=log)
+    finally:
+        config.output_dir = output_dir
 
     student = trainer.model
     student.config.architectures = [type(student).__name__]
-    student.save_pretrained(output_dir)  # safetensors; projections are not part of the student
-    tokenizer.save_pretrained(output_dir)
     card_callback.save(output_dir)
 
     record = CompressionConfig.load_or_new(None, base_model=display_name(args.teacher), task=info.name,
@@ -268,7 +256,6 @@ def run_distillation(args: DistillArguments, config: DistillationConfig, log=pri
     metrics["student"]["validation_accuracy"] = accuracy(student, tokenizer, dsd["validation"], max_length=args.max_length, desc="Student validation")
     teacher_size = folder_size_mb(teacher_path) if os.path.isdir(teacher_path) else count_parameters(anchor) * 4 / 1e6
     metrics["teacher"]["size_mb"] = round(teacher_size, 2)
-    metrics["student"]["size_mb"] = round(folder_size_mb(output_dir), 2)
     if args.measure_latency:
         log("Measuring CPU latency (interleaved, median)...")
         for batch in (8, 1):
@@ -278,10 +265,12 @@ def run_distillation(args: DistillArguments, config: DistillationConfig, log=pri
             metrics["student"][f"speedup_b{batch}"] = round(lat["teacher"] / lat["student"], 2)
         metrics["latency_setup"] = {"threads": torch.get_num_threads(), "seq_len": 128, "measured_by": "bertlite distill (evaluation.compare_latency)"}
     metrics["student"]["accuracy_vs_teacher"] = round(metrics["student"]["test_accuracy"] / max(metrics["teacher"]["test_accuracy"], 1e-9), 4)
-    record.metrics = metrics
-    record.save_pretrained(output_dir)
-    with open(os.path.join(output_dir, METRICS_FILE), "w") as f:
-        json.dump(metrics, f, indent=2)
+
+    def with_size(staged: str) -> dict:  # the size of the weights as written
+        metrics["student"]["size_mb"] = round(folder_size_mb(staged), 2)
+        return metrics
+
+    save_model_folder(output_dir, student, tokenizer, record, with_size)  # safetensors; projections are not part of the student
     log(summary_table(metrics))
     return metrics
 

@@ -8,10 +8,10 @@ import os
 
 import torch
 from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
-from transformers.trainer_utils import get_last_checkpoint
 from transformers.utils import logging
 
-from ..jobs import SaveOnInterruptCallback
+from ..jobs import CHECKPOINTS, prepare_output_dir, run_training, save_model_folder
+from ..record import write_json
 from ..data import load_task, tokenize
 from ..errors import BertliteError
 from ..loading import display_name, is_classifier, load_config, load_model, load_tokenizer, resolve_model_name
@@ -63,28 +63,21 @@ def finetuned_teacher(teacher: str, task: str, output_dir: str, *, epochs: float
         model.config.id2label = dict(enumerate(info.label_names))
         model.config.label2id = {v: k for k, v in model.config.id2label.items()}
     encoded = tokenize(dsd, tokenizer, max_length)
-    checkpoints = os.path.join(output_dir, "checkpoints")
+    checkpoints = os.path.join(prepare_output_dir(output_dir), CHECKPOINTS)
     args = TrainingArguments(
         output_dir=checkpoints, num_train_epochs=epochs, learning_rate=learning_rate, per_device_train_batch_size=batch_size,
         per_device_eval_batch_size=64, warmup_steps=0.1, weight_decay=0.01, eval_strategy="epoch", save_strategy="epoch",
         save_total_limit=1, logging_steps=50, seed=seed, report_to="none", disable_tqdm=False,
         train_sampling_strategy=SAMPLING,
     )
-    interrupt = SaveOnInterruptCallback()
     trainer = Trainer(model=model, args=args, train_dataset=encoded["train"], eval_dataset=encoded["validation"],
                       data_collator=DataCollatorWithPadding(tokenizer), processing_class=tokenizer,
-                      compute_metrics=accuracy_metric, callbacks=[interrupt])
-    last = get_last_checkpoint(checkpoints) if os.path.isdir(checkpoints) else None
-    if last:
-        log(f"Resuming the teacher fine-tune from {last}.")
-    trainer.train(resume_from_checkpoint=last)
-    if interrupt.interrupted:
-        raise KeyboardInterrupt
+                      compute_metrics=accuracy_metric)
+    run_training(trainer, what="the teacher fine-tune", log=log)
     metrics = trainer.evaluate()
-    trainer.model.save_pretrained(output_dir)  # safetensors only (Trainer.save_model adds a pickled training_args.bin)
-    tokenizer.save_pretrained(output_dir)
-    with open(marker, "w") as f:
-        json.dump({"settings": settings, "validation_accuracy": metrics.get("eval_accuracy")}, f, indent=2)
+    # safetensors only (Trainer.save_model adds a pickled training_args.bin); the marker last: it says "finished".
+    save_model_folder(output_dir, trainer.model, tokenizer)
+    write_json(marker, {"settings": settings, "validation_accuracy": metrics.get("eval_accuracy")})
     log(f"Fine-tuned teacher: validation accuracy {metrics.get('eval_accuracy', float('nan')):.4f}.")
     return output_dir
 

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 
 from ..errors import BertliteError
 
-METRICS_FILE = "metrics.json"
+from ..record import METRICS_FILE
 SIDES = ("teacher", "student")
 SPLITS = ("test", "validation", "eval", "train")  # display order
 QUALITY_METRICS = ("accuracy", "f1", "precision", "recall", "matthews_correlation", "pearson", "spearmanr",
