@@ -111,7 +111,7 @@ def last_complete_checkpoint(folder: str, log=print) -> str | None:
     return None
 
 
-def run_training(trainer, *, fresh: bool = False, what: str = "training", log=print):
+def run_training(trainer, *, fresh: bool = False, what: str = "the training", log=print):
     """`trainer.train()`, resuming from the newest complete checkpoint in `trainer.args.output_dir` (removed first with
     `fresh`). Raises KeyboardInterrupt after an interrupt was caught and checkpointed, so the command stops there."""
     folder = trainer.args.output_dir
