@@ -136,6 +136,10 @@ EDITS = [
     ("checksum-changed", lambda f: edit_json(f, lambda m: m.update(weights_sha256="0" * 64)), WEIGHTS_NAME),
     ("untrusted-model-class", lambda f: edit_json(f, lambda m: m.update(model_class="os.system")), "model_class"),
     ("weights-file-elsewhere", lambda f: edit_json(f, lambda m: m.update(weights_file="../x.safetensors")), "weights_file"),
+    ("config-activation-changed", lambda f: edit_json(f, lambda c: c.update(hidden_act="relu"), "config.json"),
+     "'hidden_act' is 'relu'"),
+    ("config-label-added", lambda f: edit_json(f, lambda c: c.update(id2label={"0": "a", "1": "b", "2": "c"}), "config.json"),
+     "'num_labels' is 3"),
     ("config-json-corrupt", lambda f: (f / "config.json").write_text("{not json"), "config.json"),
     ("quantization-config-corrupt", lambda f: (f / QUANTIZATION_CONFIG_NAME).write_text('{"format": "bertlite-int8",'),
      QUANTIZATION_CONFIG_NAME),
@@ -218,6 +222,8 @@ OLDER_EDITS = [
      "resolved.activations"),
     ("per-channel-not-bool", lambda f: edit_json(f, lambda m: m["resolved"].update(per_channel="yes")),
      "resolved.per_channel"),
+    ("layer-norm-shape", lambda f: edit_tensors(f, lambda t: t.update({"bert.embeddings.LayerNorm.weight": torch.ones(31)})),
+     "bert.embeddings.LayerNorm.weight"),
     ("unknown-layer-listed", lambda f: edit_json(f, lambda m: m["linear_modules"].append("bert.nothing")), "bert.nothing"),
 ]
 
@@ -231,6 +237,14 @@ def test_folder_without_checksum_is_still_validated(folder, edit, entry):
         with pytest.raises(Int8FolderError) as caught:
             load_quantized(folder)
     assert entry in str(caught.value) and "\n" not in str(caught.value), str(caught.value)
+
+
+def test_label_names_may_be_edited(saved, folder):
+    """Renaming labels in config.json changes nothing the model computes: the folder still loads."""
+    edit_json(folder, lambda c: c.update(id2label={"0": "negative", "1": "positive"},
+                                         label2id={"negative": 0, "positive": 1}), "config.json")
+    model = load_quantized(folder)
+    assert model.config.id2label[1] == "positive" and torch.equal(logits(model), saved[2])
 
 
 def test_resave_restores_a_loadable_folder(saved, folder, tmp_path):

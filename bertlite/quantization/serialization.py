@@ -36,6 +36,7 @@ from .validation import (
     SETTINGS_METADATA_KEY,
     Int8FolderError,
     TensorChecker,
+    architecture_of,
     canonical_settings,
     check_bound_settings,
     check_checksum,
@@ -163,11 +164,12 @@ def save_quantized(model, folder: str, fp32_model=None) -> str:
     }
     if isinstance(model, OnnxInt8Model):
         meta.update(weights_file=ONNX_FILE, output_name=model.output_name, onnx_fused=model.fused)
-        meta[SETTINGS_DIGEST_KEY] = settings_digest(meta)  # an ONNX file has no header of ours to bind them to
+        # An ONNX file has no header of ours to record them in: a digest in the JSON at least shows edits.
+        meta[SETTINGS_DIGEST_KEY] = settings_digest(meta, _architecture(folder))
         _write_bytes(os.path.join(folder, ONNX_FILE), model.onnx_bytes)
     else:
         meta.update(weights_file=WEIGHTS_NAME, model_class=_qualified_name(type(model)))
-        header = {"format": "pt", "bertlite": FORMAT, SETTINGS_METADATA_KEY: canonical_settings(meta)}
+        header = {"format": "pt", "bertlite": FORMAT, SETTINGS_METADATA_KEY: canonical_settings(meta, _architecture(folder))}
         tensors = quantized_state_dict(model)
         _write_atomic(os.path.join(folder, WEIGHTS_NAME), lambda tmp: save_file(tensors, tmp, metadata=header))
     meta[CHECKSUM_KEY] = sha256_file(os.path.join(folder, meta["weights_file"]))
@@ -199,6 +201,18 @@ def read_quantization_meta(folder: str) -> dict:
     if version > FORMAT_VERSION:
         raise Int8FolderError(f"{folder!r} was written by a newer bertlite (format {version}); upgrade bertlite.")
     return meta
+
+
+def _architecture(folder: str) -> dict:
+    """config.json as written (not as this Transformers version would fill it in), less its cosmetic entries."""
+    try:
+        with open(os.path.join(folder, "config.json")) as f:
+            config = json.load(f)
+    except (OSError, ValueError) as err:
+        raise folder_error(folder, "config.json", f"cannot be read as JSON ({err})") from err
+    if not isinstance(config, dict):
+        raise folder_error(folder, "config.json", "is not a JSON object")
+    return architecture_of(config)
 
 
 def _model_class(folder: str, qualified: str):
@@ -307,7 +321,7 @@ def load_quantized(folder, backend: str | None = None, compile: bool | str = Fal
     if meta.get("weights_file") == WEIGHTS_NAME:
         tensors, header = _read_weights(folder)
         # First, so that an edited setting is named as such rather than as the inconsistency it causes.
-        check_bound_settings(folder, QUANTIZATION_CONFIG_NAME, meta, WEIGHTS_NAME, header)
+        check_bound_settings(folder, QUANTIZATION_CONFIG_NAME, meta, _architecture(folder), WEIGHTS_NAME, header)
     saved = _saved_backend(folder, meta)
     check_meta(folder, QUANTIZATION_CONFIG_NAME, meta, ONNX_FILE if saved.is_graph_backend else WEIGHTS_NAME,
                saved.is_graph_backend)
@@ -324,7 +338,7 @@ def load_quantized(folder, backend: str | None = None, compile: bool | str = Fal
 
 def _load_onnx(folder: str, meta: dict, threads: int | None):
     get_backend("onnxruntime")
-    check_settings_digest(folder, QUANTIZATION_CONFIG_NAME, meta)
+    check_settings_digest(folder, QUANTIZATION_CONFIG_NAME, meta, _architecture(folder))
     path = os.path.join(folder, ONNX_FILE)
     if not os.path.isfile(path):
         raise folder_error(folder, ONNX_FILE, "is missing")

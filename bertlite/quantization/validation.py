@@ -5,8 +5,9 @@ settings that no longer match them, still load and run: they just give other log
 taken on faith:
 - `quantization_config.json` records the sha256 of the weights file: any change to that file after it was
   written is found;
-- the weights file records the settings it was written with (safetensors metadata; for ONNX, a digest in the JSON),
-  so an edit of `quantization_config.json` is found too, and named;
+- the weights file records the settings it was written with, config.json's architecture included (safetensors
+  metadata; for ONNX, a digest in the JSON), so an edit of `quantization_config.json` or `config.json` is found
+  too, and named;
 - every tensor is checked against the model's architecture and the int8 scheme (keys, dtypes, shapes, finite
   positive scales, zero zero-points, values inside the weight range), so a folder without a checksum (older
   bertlite) or a corrupt one fails with a message naming the entry instead of a traceback from deep inside torch.
@@ -43,16 +44,30 @@ def folder_error(folder: str, file: str, problem: str) -> Int8FolderError:
 
 
 # Settings ---------------------------------------------------------------------------------------------------------
-def protected_settings(meta: dict) -> dict:
-    return {key: meta[key] for key in PROTECTED if key in meta}
+ARCHITECTURE_KEY = "config"  # the recorded settings' entry for config.json
+# config.json entries that change nothing the model computes: labels may be renamed (their number may not change).
+_COSMETIC_CONFIG_KEYS = ("id2label", "label2id", "transformers_version", "_name_or_path")
 
 
-def canonical_settings(meta: dict) -> str:
-    return json.dumps(protected_settings(meta), sort_keys=True, separators=(",", ":"))
+def architecture_of(config: dict) -> dict:
+    """The config.json entries that shape what the model computes."""
+    architecture = {key: value for key, value in config.items() if key not in _COSMETIC_CONFIG_KEYS}
+    labels = config.get("id2label")
+    # config.json leaves out id2label when it holds Transformers' default: two labels.
+    architecture["num_labels"] = len(labels) if isinstance(labels, dict) else config.get("num_labels", 2)
+    return architecture
 
 
-def settings_digest(meta: dict) -> str:
-    return hashlib.sha256(canonical_settings(meta).encode()).hexdigest()
+def protected_settings(meta: dict, architecture: dict) -> dict:
+    return {**{key: meta[key] for key in PROTECTED if key in meta}, ARCHITECTURE_KEY: architecture}
+
+
+def canonical_settings(meta: dict, architecture: dict) -> str:
+    return json.dumps(protected_settings(meta, architecture), sort_keys=True, separators=(",", ":"))
+
+
+def settings_digest(meta: dict, architecture: dict) -> str:
+    return hashlib.sha256(canonical_settings(meta, architecture).encode()).hexdigest()
 
 
 def _differences(written, now, prefix: str = "") -> list[str]:
@@ -62,15 +77,17 @@ def _differences(written, now, prefix: str = "") -> list[str]:
     return [prefix.rstrip(".")] if written != now else []
 
 
-def check_bound_settings(folder: str, config_file: str, meta: dict, weights_file: str, header: dict) -> None:
-    """The settings in the JSON must be those the weights file was written with (absent in older files)."""
+def check_bound_settings(folder: str, config_file: str, meta: dict, architecture: dict, weights_file: str,
+                         header: dict) -> None:
+    """quantization_config.json and config.json must hold the settings the weights file was written with (older
+    files recorded none)."""
     if SETTINGS_METADATA_KEY not in header:
         return
     try:
         written = json.loads(header[SETTINGS_METADATA_KEY])
     except ValueError as err:
         raise folder_error(folder, weights_file, f"its recorded settings are not valid JSON ({err})") from err
-    current = protected_settings(meta)
+    current = protected_settings(meta, architecture)
     changed = [name for key in sorted(set(written) | set(current))
                for name in _differences(written.get(key), current.get(key), f"{key}.")]
     if changed:
@@ -78,8 +95,9 @@ def check_bound_settings(folder: str, config_file: str, meta: dict, weights_file
         was, now = written.get(key), current.get(key)
         if sub:
             was, now = (was or {}).get(sub), (now or {}).get(sub)
-        raise folder_error(folder, config_file, f"{_change(changed[0], was, now, weights_file)}: the settings were "
-                                                "changed after the folder was written")
+        name, file = (sub, "config.json") if key == ARCHITECTURE_KEY else (changed[0], config_file)
+        raise folder_error(folder, file, f"{_change(name, was, now, weights_file)}: the settings were changed after "
+                                         "the folder was written")
 
 
 def _change(name: str, was, now, weights_file: str) -> str:
@@ -94,10 +112,10 @@ def _change(name: str, was, now, weights_file: str) -> str:
     return f"{name!r} is {now!r} but {weights_file} was written with {was!r}"
 
 
-def check_settings_digest(folder: str, config_file: str, meta: dict) -> None:
+def check_settings_digest(folder: str, config_file: str, meta: dict, architecture: dict) -> None:
     recorded = meta.get(SETTINGS_DIGEST_KEY)
-    if recorded is not None and recorded != settings_digest(meta):
-        raise folder_error(folder, config_file, "its settings were changed after the folder was written "
+    if recorded is not None and recorded != settings_digest(meta, architecture):
+        raise folder_error(folder, config_file, "its settings (or config.json) were changed after the folder was written "
                                                 f"({SETTINGS_DIGEST_KEY} no longer matches them)")
 
 
@@ -240,13 +258,15 @@ class TensorChecker:
         tensor = self.tensors[key]
         want = {"int8": torch.int8, "int8_exact": torch.int8, "scale": torch.float32, "zero_point": torch.int32,
                 "bias": torch.float32}.get(kind, reference.dtype if reference is not None else None)
-        if tensor.dtype != want:
+        # fp32 tensors may be in the precision the model was saved in; integers must be exactly what they were.
+        floating_ok = kind == "plain" and want.is_floating_point and tensor.is_floating_point()
+        if tensor.dtype != want and not floating_ok:
             self.fail(f"tensor {key!r} is {str(tensor.dtype).replace('torch.', '')}, expected {str(want).replace('torch.', '')}")
         if kind in ("plain", "int8", "int8_exact"):
             owner = self.modules.get(key.rpartition(".")[0])
-            shrinkable = kind == "int8" or isinstance(owner, torch.nn.Linear)
-            if not _fits(tensor.shape, reference.shape, shrinkable and kind != "int8_exact"):
-                bound = "at most " if shrinkable and kind != "int8_exact" else ""
+            shrinkable = kind == "int8" or (kind == "plain" and isinstance(owner, torch.nn.Linear))
+            if not _fits(tensor.shape, reference.shape, shrinkable):
+                bound = "at most " if shrinkable else ""
                 self.fail(f"tensor {key!r} has shape {_describe(tensor.shape)}, expected {bound}{_describe(reference.shape)} "
                           "from config.json")
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
