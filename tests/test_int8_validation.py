@@ -15,6 +15,7 @@ import warnings
 import pytest
 import torch
 from conftest import tiny_model
+from hub_server import HubServer
 from safetensors import safe_open
 from safetensors.torch import save_file
 
@@ -252,6 +253,29 @@ def test_resave_restores_a_loadable_folder(saved, folder, tmp_path):
     save_quantized(load_quantized(folder), folder)
     assert sorted(p.name for p in folder.iterdir()) == sorted(p.name for p in saved[1].iterdir())
     assert torch.equal(logits(load_quantized(folder)), saved[2])
+
+
+def test_hub_round_trip_keeps_the_checksum_and_refuses_a_tampered_repo(tmp_path, monkeypatch):
+    """Pushed and downloaded through the loopback Hub server: the same bytes, so the checksum holds; a repo whose
+    weights were edited after quantization is refused once downloaded."""
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)  # the server speaks LFS; conftest sets offline mode
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    token = "hf_int8_test_token_0123456789"
+    tiny_model().save_pretrained(tmp_path / "fp32")
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="No tokenizer")
+        folder, _ = quantize_folder(str(tmp_path / "fp32"), str(tmp_path / "int8"))
+    expected = logits(load_quantized(folder))
+    with HubServer(tokens={token: {"name": "alice"}}) as hub:
+        bertlite.push_compressed(folder, "alice/int8", endpoint=hub.url, token=token)
+        model = bertlite.load_compressed("alice/int8", endpoint=hub.url, cache_dir=str(tmp_path / "cache"), token=token)
+        assert torch.equal(logits(model), expected)
+        edit_tensors(tmp_path / "int8", lambda t: t[f"{QUERY}.weight_scale"].mul_(2))
+        bertlite.push_compressed(folder, "alice/int8", endpoint=hub.url, token=token)
+        with pytest.raises(Int8FolderError, match=WEIGHTS_NAME):
+            bertlite.load_compressed("alice/int8", endpoint=hub.url, cache_dir=str(tmp_path / "cache2"), token=token)
 
 
 # ONNX Runtime -------------------------------------------------------------------------------------------------------
