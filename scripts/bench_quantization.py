@@ -13,7 +13,7 @@ which cost the compiled int8 graphs a quarter of their speed here. The header pr
 it before starting Python (OpenMP reads it once).
 Prints: speedup of each int8 variant over fp32 eager (bert-base shape and the packaged MiniLM, batch 8 x 128 and
 1 x 128), int8 file size / fp32 size, and with --model or --finetune-seeds the accuracy drop and label agreement
-on the rotten_tomatoes test split. Results: docs/quantization.md.
+on the rotten_tomatoes test split. Results: docs/results/quantization.md.
 """
 
 from __future__ import annotations
