@@ -13,7 +13,8 @@ unstructured zeros are stored and multiplied like any other weight.
 
 Lottery Ticket differs in kind: its "pruned" accuracy is already that of a retrained ticket (it trains between
 rounds: one run per sparsity plus the dense run, each as long as the recovery), and one iterative run visits the
-sparsities in order. The table says how many training runs each number includes.
+sparsities in order. The table says how many training runs each number includes. Results:
+docs/results/weight_pruning.md.
 """
 
 from __future__ import annotations
