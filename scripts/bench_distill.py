@@ -2,12 +2,12 @@
 
 Prints, measured in this one run:
 1. step-time overhead: distillation step / (teacher forward + plain student training step), same batch,
-   interleaved so a busy neighbour slows all three alike (goal <= 1.15);
+   interleaved so a busy neighbour slows all three alike;
 2. test accuracy over several seeds (mean +- std): fine-tuned teacher, the distilled 3-layer student
    (`bertlite distill` defaults), and the same student trained on the labels alone without a teacher, for the
-   same number of optimizer steps (goal: student >= 97% of the teacher, and above the no-teacher student). The
-   label-only student starts where the distilled one does (the fine-tuned teacher's layers and head: "shrink and
-   fine-tune"); --pretrained-baseline adds one that never sees the teacher (the pre-trained MiniLM's layers).
+   same number of optimizer steps. The label-only student starts where the distilled one does (the fine-tuned
+   teacher's layers and head: "shrink and fine-tune"); --pretrained-baseline adds one that never sees the teacher
+   (the pre-trained MiniLM's layers). Results: docs/results/distillation.md.
 
     python scripts/bench_distill.py                 # full run (3 seeds; about an hour on 2 quiet cores)
     python scripts/bench_distill.py --quick         # smoke run on a slice of the data

@@ -6,14 +6,15 @@ after pruning and after a short recovery fine-tuning (the same number of steps f
 It also measures, side by side in one process, the latency and file size of the dense and a 90%-sparse model:
 unstructured zeros are stored and multiplied like any other weight.
 
-    python scripts/bench_sparse.py                    # full run (hours on a CPU; the lead schedules it)
+    python scripts/bench_sparse.py                    # full run (hours on a CPU)
     python scripts/bench_sparse.py --quick            # smoke run on small subsets (~10 min on a shared 2-core CPU)
     python scripts/bench_sparse.py --model DIR        # a sequence classifier already fine-tuned on rotten_tomatoes
     python scripts/bench_sparse.py --merge A B C       # one table from runs split by seed (--seeds 0 --output-dir A, ...)
 
 Lottery Ticket differs in kind: its "pruned" accuracy is already that of a retrained ticket (it trains between
 rounds: one run per sparsity plus the dense run, each as long as the recovery), and one iterative run visits the
-sparsities in order. The table says how many training runs each number includes.
+sparsities in order. The table says how many training runs each number includes. Results:
+docs/results/weight_pruning.md.
 """
 
 from __future__ import annotations

@@ -11,6 +11,8 @@ the teacher -- exactly what `bertlite prune --heads 0.4 --ffn 0.4 --recover` doe
     python scripts/bench_structured.py                 # both parts
     python scripts/bench_structured.py --part latency
     python scripts/bench_structured.py --quick         # smoke run: small shapes and data, 1 seed (no claims)
+
+Results: docs/results/structured_pruning.md.
 """
 
 from __future__ import annotations

@@ -18,7 +18,8 @@ examples of the training split (the fixed stratified split, so the labels stay b
         # one epoch on the augmented data
 
 Interrupted? Run the same command again: the teacher, the general students and every finished task distillation
-(work_dir/runs.jsonl) are reused when their settings are unchanged.
+(work_dir/runs.jsonl) are reused when their settings are unchanged. Results:
+docs/results/augmentation_and_general_distillation.md.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """ONNX Runtime backend: one self-contained int8 `.onnx` file for deployment.
 
-Pipeline (each step chosen from measurements recorded in shared/ANCHORS.md):
+Pipeline (the fused graph is what `scripts/bench_quantization.py` measures; see docs/quantization.md):
 1. export with eager attention and the TorchScript exporter into a single file: ORT's BERT fusion recognises the
    eager attention pattern, and a single file avoids the side-car `.onnx.data` that trips ORT's tools;
 2. fuse with `onnxruntime.transformers.optimize_model(model_type="bert")` (Attention, EmbedLayerNormalization,
