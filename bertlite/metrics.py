@@ -71,6 +71,9 @@ TASK_METRICS = {
 }
 
 
+ACCURACY_ONLY = MetricSpec("accuracy", _ACCURACY, "accuracy")  # bertlite.evaluation.accuracy
+
+
 def _generic_spec(name: str, is_regression: bool) -> MetricSpec:
     if is_regression:
         return MetricSpec(name, _CORRELATIONS, "pearsonr", is_regression=True)
