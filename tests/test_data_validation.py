@@ -114,3 +114,40 @@ def test_cli_reports_bad_data_in_one_line(tmp_path, case):
     assert len(lines) == 1 and lines[0].startswith("bertlite distill: error:"), result.stderr
     assert re.search(message, lines[0])
     assert not os.path.exists(tmp_path / "out" / "model.safetensors")
+
+
+@pytest.fixture
+def two_label_teacher(tmp_path):
+    """A saved 2-label sequence classifier with its tokenizer: a teacher already fine-tuned on a binary task."""
+    from transformers import BertTokenizerFast
+
+    from conftest import tiny_model
+
+    folder = tmp_path / "binary-teacher"
+    vocab = tmp_path / "vocab.txt"
+    vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + [f"w{i}" for i in range(100)]) + "\n")
+    tiny_model(vocab_size=105).save_pretrained(folder)
+    BertTokenizerFast(vocab_file=str(vocab)).save_pretrained(folder)
+    return str(folder)
+
+
+SCORES = reviews([round(0.1 + i * 0.37 % 4, 2) for i in range(20)])
+SCORES_MESSAGE = r"fine-tuned for 2 labels, but the task has scores \(a regression task: its labels are non-integer numbers\)"
+
+
+def test_float_labels_with_a_two_label_teacher_is_one_clear_error(tmp_path, two_label_teacher):
+    from bertlite import finetuned_teacher
+
+    with pytest.raises(BertliteError, match=SCORES_MESSAGE):
+        finetuned_teacher(two_label_teacher, write(tmp_path / "scores.csv", SCORES), str(tmp_path / "out"), log=lambda *_: None)
+
+
+@pytest.mark.slow
+def test_cli_float_labels_with_a_two_label_teacher(tmp_path, two_label_teacher):
+    env = dict(os.environ, PYTHONPATH=ROOT, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
+    result = subprocess.run([sys.executable, "-m", "bertlite", "distill", "--task", write(tmp_path / "scores.csv", SCORES),
+                             "--teacher", two_label_teacher, "--output_dir", str(tmp_path / "out")],
+                            capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert len(lines) == 1 and re.search(SCORES_MESSAGE, lines[0]), result.stderr
