@@ -77,6 +77,13 @@ def stratified_split(labels, fractions=SPLIT_FRACTIONS, seed: int = SPLIT_SEED) 
     return tuple(rng.permutation(np.array(p, dtype=np.int64)) for p in parts)
 
 
+def random_split(n: int, fractions=SPLIT_FRACTIONS, seed: int = SPLIT_SEED) -> tuple[np.ndarray, ...]:
+    """Indices of a seeded split for regression labels, where stratifying by value would put every example (each
+    score its own stratum) into the first part."""
+    perm = np.random.default_rng(seed).permutation(n)
+    return tuple(np.split(perm, np.round(np.cumsum(fractions)[:-1] * n).astype(int)))
+
+
 def load_packaged_reviews(source: str, max_examples: int | None = None):
     """rotten_tomatoes or imdb from the packaged CSV, with the fixed stratified split."""
     import pandas as pd
@@ -128,21 +135,125 @@ def _hub_load(task: str, *args, **kwargs):
         raise BertliteError(f"Could not load dataset for task {task!r}: {err}") from err
 
 
-def _normalise(dsd, text_col: str, pair_col: str | None, label_col: str):
-    from datasets import DatasetDict
+def _normalise(dsd, text_col: str, pair_col: str | None, label_col: str, files: dict | None = None):
+    """Splits with the columns text[, text_pair], label. `files` (split -> path) names the file in errors."""
+    from datasets import Dataset, DatasetDict
 
     out = {}
     for split, ds in dsd.items():
+        where = repr(files[split]) if files else f"Split {split!r}"
         missing = [c for c in (text_col, pair_col, label_col) if c and c not in ds.column_names]
         if missing:
-            raise BertliteError(f"Split {split!r} has no column(s) {missing}; it has {ds.column_names}. Use --text-column/--text-pair-column/--label-column.")
+            raise BertliteError(f"{where} has no column(s) {missing}; it has {ds.column_names}. "
+                                "Name the columns with --text_column/--text_pair_column/--label_column.")
+        for column in (text_col, pair_col):
+            _check_texts(ds[column] if column else [], column, where)
         columns = {"text": ds[text_col], "label": ds[label_col]}
         if pair_col:
             columns["text_pair"] = ds[pair_col]
-        from datasets import Dataset
-
         out[split] = Dataset.from_dict(columns)
     return DatasetDict(out)
+
+
+def _check_texts(values, column: str, where: str) -> None:
+    empty = [i for i, v in enumerate(values) if v is None]
+    if empty:
+        raise BertliteError(f"{where}: column {column!r} has no text in {len(empty)} row(s) (the first is data row "
+                            f"{empty[0] + 1}); every example needs its text.")
+
+
+def _is_missing(value) -> bool:
+    return value is None or (isinstance(value, float) and np.isnan(value))
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _describe(values, limit: int = 5) -> str:
+    shown = sorted(set(values), key=repr)
+    return ", ".join(repr(v) for v in shown[:limit]) + (f" and {len(shown) - limit} more" if len(shown) > limit else "")
+
+
+def encode_labels(dsd, label_column: str, where: dict):
+    """Labels of local files and other Hub datasets checked and turned into what the models train on.
+
+    Returns (dsd, num_labels, is_regression, label_names):
+    - integer labels (ints, or floats such as 1.0) are class ids and must be 0..num_labels-1, with num_labels the
+      largest + 1 (at least two classes);
+    - string labels (e.g. positive/negative) are mapped to ids in sorted order: the sorted names are the label names,
+      so "negative" is 0 and "positive" 1 (a stable order that does not depend on which row comes first);
+    - any non-integer float (e.g. 0.5, 3.8) makes the task a regression task with one output.
+    A missing label, a mix of names and numbers, or a negative class id is a BertliteError naming the file and column.
+    `where` maps each split to the file (or dataset) it came from.
+    """
+    values = {split: list(ds["label"]) for split, ds in dsd.items()}
+    _check_present(values, label_column, where)
+    everything = [v for labels in values.values() for v in labels]
+    if everything and all(isinstance(v, str) and _is_number(v) for v in everything):  # "1" in JSON: a number, not a name
+        values = {s: [float(v) for v in labels] for s, labels in values.items()}
+        everything = [v for labels in values.values() for v in labels]
+    if any(isinstance(v, str) for v in everything):
+        names = _label_names(everything, label_column, where)
+        ids = {name: i for i, name in enumerate(names)}
+        return _relabel(dsd, {s: [ids[v] for v in labels] for s, labels in values.items()}), len(names), False, names
+    if any(isinstance(v, float) and not float(v).is_integer() for v in everything):
+        return _relabel(dsd, {s: [float(v) for v in labels] for s, labels in values.items()}), 1, True, []
+    _check_class_ids(values, label_column, where)
+    return _relabel(dsd, {s: [int(v) for v in labels] for s, labels in values.items()}), int(max(everything)) + 1, False, []
+
+
+def _check_present(values: dict, label_column: str, where: dict) -> None:
+    for split, labels in values.items():
+        missing = [i for i, v in enumerate(labels) if _is_missing(v)]
+        if missing:
+            raise BertliteError(f"{where[split]!r}: column {label_column!r} has no label in {len(missing)} row(s) (the first "
+                                f"is data row {missing[0] + 1}); every example needs a label.")
+
+
+def _label_names(everything: list, label_column: str, where: dict) -> list[str]:
+    """The sorted label names; a column that mixes names and numbers (a CSV reads both as strings) is an error."""
+    numbers = [v for v in everything if not isinstance(v, str) or _is_number(v)]
+    if numbers:
+        raise BertliteError(f"Column {label_column!r} of {_where(where)} mixes label names and numbers ({_describe(numbers)}): "
+                            "use names (e.g. positive/negative) or class ids 0..N-1 throughout.")
+    return sorted(set(everything))
+
+
+def _check_class_ids(values: dict, label_column: str, where: dict) -> None:
+    for split, labels in values.items():
+        negative = [v for v in labels if v < 0]
+        if negative:
+            raise BertliteError(f"{where[split]!r}: column {label_column!r} has label(s) {_describe(int(v) for v in negative)} "
+                                f"({len(negative)} row(s)); class labels must be ids 0..N-1 (e.g. map -1/1 to 0/1) or names "
+                                "such as negative/positive.")
+    if max((max(labels) for labels in values.values() if labels), default=0) < 1:
+        raise BertliteError(f"Column {label_column!r} of {_where(where)} has only the label 0: a classification task needs at "
+                            "least two classes (0..N-1), and a regression task non-integer scores.")
+
+
+def _where(where: dict) -> str:
+    return ", ".join(repr(w) for w in dict.fromkeys(where.values()))
+
+
+def _relabel(dsd, labels: dict):
+    from datasets import DatasetDict
+
+    return DatasetDict({s: ds.remove_columns("label").add_column("label", labels[s]) for s, ds in dsd.items()})
+
+
+def check_class_labels(dsd, num_labels: int, where: str) -> None:
+    """Labels of a task whose class count is known (GLUE) must be integer ids 0..num_labels-1."""
+    for split, ds in dsd.items():
+        bad = [v for v in ds["label"] if _is_missing(v) or isinstance(v, str) or not float(v).is_integer()
+               or not 0 <= int(v) < num_labels]
+        if bad:
+            raise BertliteError(f"{where} ({split}): {len(bad)} label(s) {_describe(bad)} are not class ids "
+                                f"0..{num_labels - 1} of this {num_labels}-class task.")
 
 
 def _carve_validation(dsd, seed: int = SPLIT_SEED):
@@ -160,24 +271,82 @@ def _carve_validation(dsd, seed: int = SPLIT_SEED):
     return DatasetDict(train=dsd["train"].select(train_idx), validation=dsd["train"].select(val_idx), test=dsd["validation"])
 
 
-def load_glue(task: str):
+def glue_splits(task: str, raw):
+    """train / validation / test (and mnli's test_mismatched) from the splits GLUE publishes. GLUE's test labels are
+    hidden, so its validation split is the test here; mnli keeps both of its validation sets (matched in "test",
+    mismatched in "test_mismatched"), since GLUE reports mnli on both."""
     first, second, num_labels = GLUE_TASKS[task]
-    raw = _hub_load(task, GLUE_DATASET, task)
     if task == "mnli":
-        raw = {"train": raw["train"], "validation": raw["validation_matched"]}
-    dsd = _carve_validation(_normalise(raw, first, second, "label"))
+        raw = {"train": raw["train"], "validation": raw["validation_matched"], "test_mismatched": raw["validation_mismatched"]}
+    else:
+        raw = {"train": raw["train"], "validation": raw["validation"]}
+    normalised = _normalise(raw, first, second, "label")
+    if num_labels > 1:
+        check_class_labels(normalised, num_labels, f"{GLUE_DATASET}/{task}")
+    dsd = _carve_validation(normalised)
+    if "test_mismatched" in normalised:
+        dsd["test_mismatched"] = normalised["test_mismatched"]
+    return dsd
+
+
+def load_glue(task: str):
+    _, second, num_labels = GLUE_TASKS[task]
+    dsd = glue_splits(task, _hub_load(task, GLUE_DATASET, task))
+    note = "GLUE validation used as test; a stratified 10% of train used as validation"
+    if task == "mnli":
+        note += "; test is validation_matched and test_mismatched validation_mismatched"
     info = TaskInfo(
         name=task, num_labels=num_labels, source=f"{GLUE_DATASET}/{task}", is_pair=second is not None,
-        is_regression=num_labels == 1,
-        split_note="GLUE validation used as test; a stratified 10% of train used as validation",
+        is_regression=num_labels == 1, split_note=note,
     )
     return dsd, info
 
 
+def _check_not_empty(split: str, path: str, builder: str, columns: list[str]) -> None:
+    """An empty or header-only file is a clear error here; `datasets` would fail on it with an unrelated message."""
+    expected = (f"a header line ({','.join(columns)}) and one example per line" if builder == "csv"
+                else f"one JSON object per example with the keys {columns}")
+    with open(path, encoding="utf-8", errors="replace") as f:
+        lines = []
+        for line in f:
+            if line.strip():
+                lines.append(line.strip())
+            if len(lines) == 2:
+                break
+    if not lines:
+        raise BertliteError(f"The {split} file {path!r} is empty: expected {expected}.")
+    no_rows = len(lines) == 1 if builder == "csv" else lines[0] in ("[]", "{}")
+    if no_rows:
+        raise BertliteError(f"The {split} file {path!r} has no examples: expected {expected}.")
+
+
+def _read_files(files: dict, builder: str, columns: list[str], **kwargs):
+    from datasets import load_dataset
+    from datasets.utils import logging as datasets_logging
+
+    for split, path in files.items():
+        _check_not_empty(split, path, builder, columns)
+    # Reading a local file takes a moment; its "Generating train split" bars would bury the one line an error gives.
+    bars = datasets_logging.is_progress_bar_enabled()
+    datasets_logging.disable_progress_bar()
+    try:
+        return load_dataset(builder, data_files=files, **kwargs)
+    except Exception as err:  # a malformed file fails deep inside datasets/pyarrow: name the files instead
+        cause = err.__cause__ or err
+        raise BertliteError(f"Could not read {', '.join(repr(p) for p in files.values())} as {builder.upper()}: "
+                            f"{str(cause).splitlines()[0] if str(cause) else type(cause).__name__}") from err
+    finally:
+        if bars:
+            datasets_logging.enable_progress_bar()
+
+
 def load_files(train_file: str, validation_file: str | None = None, test_file: str | None = None, *, text_column="text",
                text_pair_column=None, label_column="label", name: str | None = None):
-    """Local CSV/JSON(L) files. A missing validation/test split is carved from train with the fixed split seed."""
-    from datasets import DatasetDict, load_dataset
+    """Local CSV/JSON(L) files. A missing validation/test split is carved from train with the fixed split seed.
+
+    Labels are class ids 0..N-1, label names (mapped to ids in sorted order: negative -> 0, positive -> 1) or
+    non-integer scores (a regression task); see `encode_labels`. Bad files are a one-line BertliteError."""
+    from datasets import DatasetDict
 
     files = {"train": train_file}
     if validation_file:
@@ -192,12 +361,14 @@ def load_files(train_file: str, validation_file: str | None = None, test_file: s
     if builder is None:
         raise BertliteError(f"Unsupported data file type {suffix!r}: use .csv, .tsv, .json or .jsonl.")
     kwargs = {"delimiter": "\t"} if suffix == ".tsv" else {}
-    raw = load_dataset(builder, data_files=files, **kwargs)
-    dsd = _normalise(raw, text_column, text_pair_column, label_column)
+    columns = [c for c in (text_column, text_pair_column, label_column) if c]
+    raw = _read_files(files, builder, columns, **kwargs)
+    dsd = _normalise(raw, text_column, text_pair_column, label_column, files)
+    dsd, num_labels, is_regression, label_names = encode_labels(dsd, label_column, files)
     if "validation" not in dsd or "test" not in dsd:
         labels = dsd["train"]["label"]
         fractions = SPLIT_FRACTIONS if "test" not in dsd and "validation" not in dsd else (0.9, 0.1)
-        parts = stratified_split(labels, fractions)
+        parts = random_split(len(labels), fractions) if is_regression else stratified_split(labels, fractions)
         new = {"train": dsd["train"].select(parts[0])}
         missing = [s for s in ("validation", "test") if s not in dsd]
         for split, idx in zip(missing, parts[1:]):
@@ -206,11 +377,8 @@ def load_files(train_file: str, validation_file: str | None = None, test_file: s
             if split in dsd:
                 new[split] = dsd[split]
         dsd = DatasetDict(new)
-    labels = dsd["train"]["label"]
-    is_regression = any(isinstance(v, float) and not float(v).is_integer() for v in labels[:1000])
-    num_labels = 1 if is_regression else int(max(max(dsd[s]["label"]) for s in dsd)) + 1
     info = TaskInfo(name=name or Path(train_file).stem, num_labels=num_labels, source=os.path.basename(train_file),
-                    is_pair=text_pair_column is not None, is_regression=is_regression)
+                    is_pair=text_pair_column is not None, is_regression=is_regression, label_names=label_names)
     return dsd, info
 
 
@@ -236,8 +404,9 @@ def load_task(task: str, *, text_column: str = "text", text_pair_column: str | N
             if "validation" not in dsd and "test" in dsd:
                 dsd["validation"] = dsd["test"]
             dsd = _carve_validation(dsd)
-        num_labels = int(max(dsd["train"]["label"])) + 1
-        info = TaskInfo(name=task.split("/")[-1], num_labels=num_labels, source=task, is_pair=text_pair_column is not None)
+        dsd, num_labels, is_regression, label_names = encode_labels(dsd, label_column, {s: task for s in dsd})
+        info = TaskInfo(name=task.split("/")[-1], num_labels=num_labels, source=task, is_pair=text_pair_column is not None,
+                        is_regression=is_regression, label_names=label_names)
     if max_train_examples:
         dsd["train"] = dsd["train"].select(range(min(max_train_examples, len(dsd["train"]))))
     if max_eval_examples:

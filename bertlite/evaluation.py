@@ -45,9 +45,11 @@ def predict(model, tokenizer, dataset, batch_size: int = 64, max_length: int = 1
 
 
 def accuracy(model, tokenizer, dataset, batch_size: int = 64, max_length: int = 128, desc=None) -> float:
-    logits = predict(model, tokenizer, dataset, batch_size, max_length, desc)
-    labels = torch.tensor(dataset["label"])
-    return float((logits.argmax(-1) == labels).float().mean())
+    """Accuracy of a classifier on a split: `bertlite.metrics.evaluate_model` with accuracy alone (other metrics of
+    the task: `metric_spec` and `evaluate_model` there)."""
+    from .metrics import ACCURACY_ONLY, evaluate_model
+
+    return evaluate_model(model, tokenizer, dataset, ACCURACY_ONLY, batch_size, max_length, desc)["accuracy"]
 
 
 @torch.no_grad()

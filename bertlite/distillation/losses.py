@@ -29,11 +29,26 @@ def hard_label_loss(student_logits: torch.Tensor, labels: torch.Tensor) -> torch
     batch size: unlabelled examples (label -100) contribute nothing, and a batch that is half augmented gets half
     the hard-label signal rather than the same signal from fewer examples."""
     labelled = labels != UNLABELLED
+    num_classes = student_logits.shape[-1]
+    if num_classes > 1:
+        _check_class_ids(labels[labelled], num_classes)
     if student_logits.shape[-1] == 1:
         per_example = (student_logits.squeeze(-1).float() - labels.float()).pow(2)
     else:
         per_example = F.cross_entropy(student_logits.float(), labels.long().clamp_min(0), reduction="none")
     return (per_example * labelled).sum() / max(labels.shape[0], 1)
+
+
+def _check_class_ids(labels: torch.Tensor, num_classes: int) -> None:
+    """Out-of-range ids would be clamped or crash inside cross_entropy (on CUDA as a device assert): name them instead.
+    Tasks loaded by bertlite.data are checked on load; this guards callers that build their own datasets."""
+    bad = labels[(labels < 0) | (labels >= num_classes) | (labels != labels.long())]
+    if bad.numel():
+        from .errors import BertliteError
+
+        values = sorted({float(v) if not float(v).is_integer() else int(v) for v in bad.tolist()})[:5]
+        raise BertliteError(f"Labels {values} are not class ids 0..{num_classes - 1} of the {num_classes}-class head "
+                            f"(examples without a label must use {UNLABELLED}).")
 
 
 def _token_weights(mask: torch.Tensor | None, batch: int, length: int, like: torch.Tensor) -> torch.Tensor:

@@ -21,8 +21,17 @@ MARKER = "bertlite_teacher.json"
 
 
 def has_task_head(name_or_path: str, num_labels: int) -> bool:
-    """A teacher counts as fine-tuned when it was saved as a sequence classifier with the task's label count."""
-    return is_classifier(load_config(name_or_path), num_labels)
+    """A teacher counts as fine-tuned when it was saved as a sequence classifier with the task's label count.
+    A sequence classifier with another label count is a BertliteError: fine-tuning it would fail inside
+    from_pretrained on the head's size (e.g. a 2-label teacher and a file of float scores, a regression task)."""
+    config = load_config(name_or_path)
+    if not is_classifier(config):
+        return False
+    if config.num_labels != num_labels:
+        task = "scores (a regression task: its labels are non-integer numbers)" if num_labels == 1 else f"{num_labels} labels"
+        raise BertliteError(f"The teacher {display_name(name_or_path)} is fine-tuned for {config.num_labels} labels, but the task has "
+                            f"{task}. Use a teacher fine-tuned on this task, or a pre-trained one without a task head.")
+    return True
 
 
 # Batches of similar lengths pad far less than random ones (rotten_tomatoes: about half the tokens), so the

@@ -226,8 +226,6 @@ def _model_class(folder: str, qualified: str):
     for old, new in MOVED_CLASSES.items():
         if qualified.startswith(old):
             qualified = new + qualified[len(old):]
-    if qualified.startswith("bertlite."):
-        from .. import modeling  # noqa: F401  (a pruned model's config must be known to AutoConfig too)
 
     if not qualified.startswith(TRUSTED_CLASS_PREFIXES):
         raise folder_error(folder, QUANTIZATION_CONFIG_NAME, f"'model_class' is {qualified!r}; only transformers and "
@@ -245,6 +243,8 @@ def _model_class(folder: str, qualified: str):
 
 def _transformers_config(folder: str):
     from transformers import AutoConfig
+
+    from .. import modeling  # noqa: F401  (importing registers the pruned `bertlite` model type with AutoConfig)
 
     try:
         return AutoConfig.from_pretrained(folder, trust_remote_code=False)
