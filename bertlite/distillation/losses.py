@@ -44,7 +44,7 @@ def _check_class_ids(labels: torch.Tensor, num_classes: int) -> None:
     Tasks loaded by bertlite.data are checked on load; this guards callers that build their own datasets."""
     bad = labels[(labels < 0) | (labels >= num_classes) | (labels != labels.long())]
     if bad.numel():
-        from .errors import BertliteError
+        from ..errors import BertliteError
 
         values = sorted({float(v) if not float(v).is_integer() else int(v) for v in bad.tolist()})[:5]
         raise BertliteError(f"Labels {values} are not class ids 0..{num_classes - 1} of the {num_classes}-class head "
