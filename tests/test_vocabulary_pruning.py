@@ -1,0 +1,196 @@
+"""Vocabulary pruning: tiny BERTs over the packaged MiniLM tokenizer's real 30,522-token uncased vocabulary."""
+
+import copy
+import json
+import os
+
+import pytest
+import torch
+
+from bertlite import BertliteError
+from bertlite.pruning.vocabulary import prune_vocabulary, prune_vocabulary_folder, unk_share
+
+VOCAB = 30522
+HIDDEN = 32
+TRAIN = ["the movie was good", "a terrible film, really bad!", "I loved the actors and the story."]
+KEPT_TEXTS = ["the story was really good!", "a bad film and terrible actors"]  # only tokens of TRAIN
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    from bertlite.models import load_tokenizer
+
+    return load_tokenizer("minilm")
+
+
+def small_bert(cls_name="BertForSequenceClassification", seed=0):
+    import transformers
+    from transformers import BertConfig
+
+    config = BertConfig(vocab_size=VOCAB, hidden_size=HIDDEN, num_hidden_layers=2, num_attention_heads=4,
+                        intermediate_size=64, max_position_embeddings=64, num_labels=2)
+    torch.manual_seed(seed)
+    return getattr(transformers, cls_name)(config).eval()
+
+
+def pruned_copy(tokenizer, **kwargs):
+    original = small_bert()
+    model, new_tokenizer, report = prune_vocabulary(copy.deepcopy(original), tokenizer, TRAIN, **kwargs)
+    return original, model, new_tokenizer, report
+
+
+@torch.no_grad()
+def logits(model, tokenizer, texts):
+    return model(**tokenizer(texts, padding=True, return_tensors="pt")).logits
+
+
+def test_kept_tokens_keep_their_order_and_the_logits(tokenizer):
+    original, model, small, report = pruned_copy(tokenizer)
+    train_ids = {i for ids in tokenizer(TRAIN, add_special_tokens=False)["input_ids"] for i in ids}
+    kept_old_ids = tokenizer.convert_tokens_to_ids(small.convert_ids_to_tokens(list(range(len(small)))))
+    assert kept_old_ids == sorted(train_ids | set(tokenizer.all_special_ids))  # original order, specials included
+    assert report.kept_size == len(small) == model.config.vocab_size == model.get_input_embeddings().num_embeddings
+    assert report.from_texts == len(train_ids) and report.original_size == VOCAB
+    assert model.config.pad_token_id == small.pad_token_id == 0
+    # the same tokens, renumbered; and the same logits
+    old_ids = tokenizer(KEPT_TEXTS)["input_ids"]
+    new_ids = small(KEPT_TEXTS)["input_ids"]
+    assert [[kept_old_ids[i] for i in ids] for ids in new_ids] == old_ids
+    torch.testing.assert_close(logits(model, small, KEPT_TEXTS), logits(original, tokenizer, KEPT_TEXTS),
+                               atol=1e-5, rtol=0)
+
+
+def test_a_removed_token_becomes_unk(tokenizer):
+    original, model, small, _ = pruned_copy(tokenizer)
+    text = "the zebra was good"
+    old_ids = tokenizer(text)["input_ids"]
+    zebra = tokenizer.convert_tokens_to_ids("zebra")
+    assert zebra in old_ids
+    new_ids = small(text)["input_ids"]
+    assert small.convert_ids_to_tokens(new_ids) == ["[CLS]", "the", "[UNK]", "was", "good", "[SEP]"]
+    with_unk = torch.tensor([[tokenizer.unk_token_id if i == zebra else i for i in old_ids]])
+    with torch.no_grad():
+        expected = original(input_ids=with_unk).logits
+        got = model(input_ids=torch.tensor([new_ids])).logits
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
+    assert unk_share(tokenizer, small, [text]) == pytest.approx(1 / 4)
+    assert unk_share(tokenizer, small, KEPT_TEXTS) == 0.0
+
+
+def test_min_count_keep_tokens_and_extra_texts(tokenizer):
+    _, _, small, report = pruned_copy(tokenizer, min_count=2, keep_tokens=["zebra"], extra_texts=["a good film"])
+    vocab = small.get_vocab()
+    assert "the" in vocab and "film" in vocab and "good" in vocab  # seen twice (with the extra text)
+    assert "movie" not in vocab and "story" not in vocab  # seen once
+    assert "zebra" in vocab and "[MASK]" in vocab
+    assert report.min_count == 2
+    with pytest.raises(BertliteError, match="keep_tokens"):
+        prune_vocabulary(small_bert(), tokenizer, TRAIN, keep_tokens=["not-a-real-token-xyz"])
+
+
+def test_tied_mlm_decoder_is_pruned_with_its_bias(tokenizer):
+    original = small_bert("BertForMaskedLM")
+    with torch.no_grad():
+        original.cls.predictions.bias.normal_()  # a non-zero bias, so that a wrong row would show
+    model, small, _ = prune_vocabulary(copy.deepcopy(original), tokenizer, TRAIN)
+    decoder = model.get_output_embeddings()
+    assert decoder.weight is model.get_input_embeddings().weight and decoder.out_features == len(small)
+    kept = tokenizer.convert_tokens_to_ids(small.convert_ids_to_tokens(list(range(len(small)))))
+    torch.testing.assert_close(logits(model, small, KEPT_TEXTS), logits(original, tokenizer, KEPT_TEXTS)[..., kept],
+                               atol=1e-5, rtol=0)
+
+
+def test_bad_input_is_refused(tokenizer, tmp_path):
+    from bertlite import quantize_model
+
+    with pytest.raises(BertliteError, match="list of texts"):
+        prune_vocabulary(small_bert(), tokenizer, "the movie was good")
+    with pytest.raises(BertliteError, match="No texts"):
+        prune_vocabulary(small_bert(), tokenizer, [])
+    with pytest.raises(BertliteError, match="int8"):
+        prune_vocabulary(quantize_model(small_bert()), tokenizer, TRAIN)
+    model = small_bert()
+    model.save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    with pytest.raises(BertliteError, match="must differ"):
+        prune_vocabulary_folder(str(tmp_path), str(tmp_path), TRAIN)
+
+
+@pytest.fixture
+def pruned_folder(tokenizer, tmp_path):
+    original = small_bert()
+    source, target = tmp_path / "fp32", tmp_path / "vocab"
+    original.save_pretrained(source)
+    tokenizer.save_pretrained(source)
+    out, report = prune_vocabulary_folder(str(source), str(target), TRAIN, texts_source="unit-test train",
+                                          test_texts=["the zebra was good"])
+    return original, source, target, report
+
+
+def test_folder_reloads_with_plain_transformers(tokenizer, pruned_folder):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    original, source, target, report = pruned_folder
+    assert report.unk_share == pytest.approx(0.25)
+    model = AutoModelForSequenceClassification.from_pretrained(target).eval()
+    small = AutoTokenizer.from_pretrained(target)
+    assert model.dtype == torch.float32 and len(small) == report.kept_size == model.config.vocab_size
+    torch.testing.assert_close(logits(model, small, KEPT_TEXTS), logits(original, tokenizer, KEPT_TEXTS),
+                               atol=1e-5, rtol=0)
+    with open(target / "vocab.txt", encoding="utf-8") as f:
+        assert [line.rstrip("\n") for line in f] == small.convert_ids_to_tokens(list(range(len(small))))
+    # the table shrank by the removed rows (fp32), nothing else changed size beyond the file header
+    removed = (VOCAB - report.kept_size) * HIDDEN * 4
+    shrink = os.path.getsize(source / "model.safetensors") - os.path.getsize(target / "model.safetensors")
+    assert abs(shrink - removed) < 2048
+    record = json.loads((target / "compression_config.json").read_text())
+    step = record["steps"][-1]
+    assert step["method"] == "vocabulary_pruning"
+    assert step["params"]["kept_vocab_size"] == report.kept_size and step["params"]["original_vocab_size"] == VOCAB
+    assert step["params"]["texts"] == "unit-test train" and step["params"]["unk_share_test"] == pytest.approx(0.25)
+    assert [p.name for p in target.parent.iterdir() if p.name.startswith(".")] == []  # no scratch folder left
+
+
+def test_rerun_replaces_the_folder(tokenizer, pruned_folder):
+    from transformers import AutoTokenizer
+
+    _, source, target, first = pruned_folder
+    _, second = prune_vocabulary_folder(str(source), str(target), TRAIN + ["zebra"], texts_source="more")
+    assert second.kept_size == first.kept_size + 1
+    assert "zebra" in AutoTokenizer.from_pretrained(target).get_vocab()
+    assert sorted(p.name for p in target.parent.iterdir()) == ["fp32", "vocab"]
+
+
+def test_int8_of_the_pruned_folder_reloads_with_load_compressed(pruned_folder):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from bertlite import CompressionConfig, load_compressed, quantize_model
+    from bertlite.quantization.serialization import save_quantized
+
+    _, _, target, report = pruned_folder
+    small = AutoTokenizer.from_pretrained(target)
+    int8 = quantize_model(AutoModelForSequenceClassification.from_pretrained(target).eval(), quantize_embeddings=True)
+    before = logits(int8, small, KEPT_TEXTS + ["the zebra was good"])
+    out = target.parent / "int8"
+    save_quantized(int8, str(out))
+    small.save_pretrained(out)
+    history = CompressionConfig.load_or_new(str(target))
+    history.add_step("quantization", backend=int8.bertlite_quantization.config.backend)
+    history.save_pretrained(str(out))
+    reloaded, reloaded_tokenizer = load_compressed(str(out), return_tokenizer=True)
+    assert reloaded.compression_config.methods[-2:] == ["vocabulary_pruning", "quantization"]
+    assert len(reloaded_tokenizer) == report.kept_size
+    torch.testing.assert_close(logits(reloaded, reloaded_tokenizer, KEPT_TEXTS + ["the zebra was good"]), before,
+                               atol=1e-6, rtol=0)
+
+
+def test_pipeline_runs_on_the_pruned_model(tokenizer):
+    import transformers
+
+    original, model, small, _ = pruned_copy(tokenizer)
+    pruned_pipe = transformers.pipeline("text-classification", model=model, tokenizer=small, device="cpu")
+    original_pipe = transformers.pipeline("text-classification", model=original, tokenizer=tokenizer, device="cpu")
+    got, expected = pruned_pipe(KEPT_TEXTS, top_k=None), original_pipe(KEPT_TEXTS, top_k=None)
+    for g, e in zip(got, expected):
+        assert [x["label"] for x in g] == [x["label"] for x in e]
+        assert [x["score"] for x in g] == pytest.approx([x["score"] for x in e], abs=1e-5)
