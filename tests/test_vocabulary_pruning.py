@@ -127,6 +127,33 @@ def pruned_folder(tokenizer, tmp_path):
     return original, source, target, report
 
 
+def assert_tokenizer_files_agree(folder, small):
+    """tokenizer.json read by the tokenizers library alone (no Transformers rebuilding [CLS]/[SEP] for us), and
+    vocab.txt alone, give the ids the loaded tokenizer gives."""
+    import shutil
+
+    from tokenizers import Tokenizer
+    from transformers import AutoTokenizer
+
+    texts = KEPT_TEXTS + ["the zebra was good"]
+    expected = small(texts)["input_ids"]
+    raw = Tokenizer.from_file(str(folder / "tokenizer.json"))
+    state = json.loads((folder / "tokenizer.json").read_text())
+    if state.get("padding"):
+        assert state["padding"]["pad_id"] == small.pad_token_id
+    raw.no_padding()
+    raw.no_truncation()
+    assert [e.ids for e in raw.encode_batch(texts)] == expected
+    assert {t["content"]: t["id"] for t in state["added_tokens"]} == {
+        t: small.convert_tokens_to_ids(t) for t in ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]}
+    vocab_only = folder.parent / "vocab-only"
+    vocab_only.mkdir()
+    for name in ("vocab.txt", "tokenizer_config.json"):
+        shutil.copy(folder / name, vocab_only / name)
+    assert AutoTokenizer.from_pretrained(vocab_only)(texts)["input_ids"] == expected
+    shutil.rmtree(vocab_only)
+
+
 def test_folder_reloads_with_plain_transformers(tokenizer, pruned_folder):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -139,6 +166,7 @@ def test_folder_reloads_with_plain_transformers(tokenizer, pruned_folder):
                                atol=1e-5, rtol=0)
     with open(target / "vocab.txt", encoding="utf-8") as f:
         assert [line.rstrip("\n") for line in f] == small.convert_ids_to_tokens(list(range(len(small))))
+    assert_tokenizer_files_agree(target, small)
     # the table shrank by the removed rows (fp32), nothing else changed size beyond the file header
     removed = (VOCAB - report.kept_size) * HIDDEN * 4
     shrink = os.path.getsize(source / "model.safetensors") - os.path.getsize(target / "model.safetensors")
@@ -194,3 +222,25 @@ def test_pipeline_runs_on_the_pruned_model(tokenizer):
     for g, e in zip(got, expected):
         assert [x["label"] for x in g] == [x["label"] for x in e]
         assert [x["score"] for x in g] == pytest.approx([x["score"] for x in e], abs=1e-5)
+
+
+def test_rewritten_tokenizer_json_is_consistent_on_its_own(tokenizer):
+    """The tokenizer.json state as written, read by the tokenizers library alone (as Transformers 4 or another
+    runtime would): [CLS]/[SEP] from the post-processor, [PAD] from the padding settings, added-token ids."""
+    from tokenizers import Tokenizer
+
+    from bertlite.models import packaged_minilm_path
+    from bertlite.pruning.vocabulary import pruned_tokenizer_state
+
+    _, _, small, _ = pruned_copy(tokenizer)
+    kept = tokenizer.convert_tokens_to_ids(small.convert_ids_to_tokens(list(range(len(small)))))
+    packaged = json.loads((packaged_minilm_path() / "tokenizer.json").read_text())  # with its padding settings
+    state = pruned_tokenizer_state(packaged, kept)
+    raw = Tokenizer.from_str(json.dumps(state))
+    raw.enable_padding(pad_id=state["padding"]["pad_id"], pad_token="[PAD]", length=16)
+    raw.no_truncation()
+    expected = small(KEPT_TEXTS, padding="max_length", max_length=16)["input_ids"]
+    assert [e.ids for e in raw.encode_batch(KEPT_TEXTS)] == expected
+    assert state["padding"]["pad_id"] == small.pad_token_id
+    assert {t["content"]: t["id"] for t in state["added_tokens"]} == {
+        t: small.convert_tokens_to_ids(t) for t in ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]}
