@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from bertlite import BertliteError
-from bertlite.pruning.vocabulary import prune_vocabulary, prune_vocabulary_folder, unk_share
+from bertlite.pruning.vocabulary import prune_vocabulary, prune_vocabulary_folder, pruned_token_share, unk_share
 
 VOCAB = 30522
 HIDDEN = 32
@@ -75,6 +75,15 @@ def test_a_removed_token_becomes_unk(tokenizer):
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
     assert unk_share(tokenizer, small, [text]) == pytest.approx(1 / 4)
     assert unk_share(tokenizer, small, KEPT_TEXTS) == 0.0
+    assert pruned_token_share(tokenizer, small, [text]) == pytest.approx(1 / 4)
+
+
+def test_a_word_that_lost_its_token_is_re_split_from_kept_pieces(tokenizer):
+    _, model, small, _ = pruned_copy(tokenizer, extra_texts=["zebras"])  # keeps "zebra" and "##s", not "movies"
+    assert tokenizer.tokenize("good movies") == ["good", "movies"]
+    assert small.tokenize("good movies") == ["good", "movie", "##s"]
+    assert unk_share(tokenizer, small, ["good movies"]) == 0.0
+    assert pruned_token_share(tokenizer, small, ["good movies"]) == pytest.approx(1 / 2)
 
 
 def test_min_count_keep_tokens_and_extra_texts(tokenizer):
@@ -109,6 +118,11 @@ def test_bad_input_is_refused(tokenizer, tmp_path):
         prune_vocabulary(small_bert(), tokenizer, [])
     with pytest.raises(BertliteError, match="int8"):
         prune_vocabulary(quantize_model(small_bert()), tokenizer, TRAIN)
+    odd = small_bert()
+    odd.register_buffer("token_prior", torch.zeros(VOCAB))  # sized by the vocabulary, unknown to the pruner
+    with pytest.raises(BertliteError, match="token_prior"):
+        prune_vocabulary(odd, tokenizer, TRAIN)
+    assert odd.get_input_embeddings().num_embeddings == VOCAB  # refused before any change
     model = small_bert()
     model.save_pretrained(tmp_path)
     tokenizer.save_pretrained(tmp_path)
@@ -158,7 +172,7 @@ def test_folder_reloads_with_plain_transformers(tokenizer, pruned_folder):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     original, source, target, report = pruned_folder
-    assert report.unk_share == pytest.approx(0.25)
+    assert report.unk_share == pytest.approx(0.25) and report.pruned_token_share == pytest.approx(0.25)
     model = AutoModelForSequenceClassification.from_pretrained(target).eval()
     small = AutoTokenizer.from_pretrained(target)
     assert model.dtype == torch.float32 and len(small) == report.kept_size == model.config.vocab_size

@@ -9,13 +9,16 @@ The method follows TextPruner's vocabulary pruner (count the tokens of the texts
 
 API
 ---
-    from bertlite.pruning.vocabulary import prune_vocabulary, prune_vocabulary_folder, task_texts, unk_share
+    from bertlite.pruning.vocabulary import (prune_vocabulary, prune_vocabulary_folder, pruned_token_share,
+                                            task_texts, unk_share)
 
     # in memory: a model and its (fast, WordPiece) tokenizer
     texts = task_texts("rotten_tomatoes", "train")
     small_model, small_tokenizer, report = prune_vocabulary(model, tokenizer, texts, min_count=1)
     report.kept_size, report.original_size, report.embedding_mb_before, report.embedding_mb_after
-    unk_share(tokenizer, small_tokenizer, task_texts("rotten_tomatoes", "test"))  # 0.0 .. 1.0
+    test = task_texts("rotten_tomatoes", "test")
+    unk_share(tokenizer, small_tokenizer, test)           # 0.0 .. 1.0: test tokens now inside an [UNK]
+    pruned_token_share(tokenizer, small_tokenizer, test)  # test tokens the pruned vocabulary lacks (re-split or [UNK])
 
     # on disk: a saved fp32 folder (or an alias such as "minilm") in, a pruned folder out
     prune_vocabulary_folder("runs/student", "runs/student-vocab", texts, texts_source="rotten_tomatoes train",
@@ -31,7 +34,8 @@ What happens to a token that was removed: the pruned tokenizer is an ordinary Wo
 vocabulary. A word whose pieces were all kept is split exactly as before (greedy longest match over a subset
 finds the same pieces), so texts made only of kept tokens give the same ids, remapped, and the same logits.
 A word that needs a removed piece is split again from the kept pieces where WordPiece can, and otherwise becomes
-one [UNK]. `unk_share` measures the share of the original tokens that end up inside an [UNK].
+one [UNK]. `unk_share` measures the share of the original tokens that end up inside an [UNK];
+`pruned_token_share` the share that the pruned vocabulary lacks (re-split or [UNK]), always at least as large.
 
 Models: any model whose input embedding is an `nn.Embedding` (BERT-style encoders, with any head). An output
 embedding (an MLM decoder, tied or not) is pruned to the same rows along with its bias. A model that still holds
@@ -69,6 +73,7 @@ class VocabularyPruningReport:
     embedding_mb_before: float  # the word-embedding table alone, fp32 as stored, in MB (10^6 bytes)
     embedding_mb_after: float
     unk_share: float | None = None  # on the test texts, when given (see `unk_share`)
+    pruned_token_share: float | None = None  # on the test texts: removed tokens, re-split or [UNK] (see there)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -171,10 +176,20 @@ def _prune_output_embedding(model, old_weight, new_embedding, index) -> None:
     model.set_output_embeddings(decoder)  # BERT's MLM head also points its own `bias` at the decoder's
 
 
-def _check_no_vocab_tensors(model, original_size: int) -> None:
+def _vocab_sized_tensors(model, original_size: int) -> list[str]:
+    """Tensors sized by the vocabulary other than the ones vocabulary pruning resizes (the input embedding, the
+    output embedding and its bias, by storage, since heads keep second references to them)."""
+    output = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    handled = {model.get_input_embeddings().weight.data_ptr()}
+    if output is not None:
+        handled.update(t.data_ptr() for t in (output.weight, getattr(output, "bias", None)) if t is not None)
+    tensors = list(model.named_parameters(remove_duplicate=False)) + list(model.named_buffers(remove_duplicate=False))
+    return [n for n, t in tensors if t.dim() >= 1 and t.shape[0] == original_size and t.data_ptr() not in handled]
+
+
+def _refuse_vocab_tensors(model, original_size: int) -> None:
     """A tensor still sized by the old vocabulary would index with the old ids: refuse rather than run wrong."""
-    left = [n for n, t in list(model.named_parameters()) + list(model.named_buffers())
-            if t.dim() >= 1 and t.shape[0] == original_size]
+    left = _vocab_sized_tensors(model, original_size)
     if left:
         raise BertliteError(f"{type(model).__name__} holds tensors sized by the vocabulary that vocabulary pruning "
                             f"does not know how to resize: {left[:3]}. Prune a model with a task head or an MLM head.")
@@ -193,7 +208,7 @@ def _prune_model(model, kept: list[int]) -> None:
     embedding.weight = nn.Parameter(_select_rows(old.weight, index))  # the [PAD] row as it was, not zeroed
     model.set_input_embeddings(embedding)
     _prune_output_embedding(model, old.weight, embedding, index)
-    _check_no_vocab_tensors(model, old.num_embeddings)
+    _refuse_vocab_tensors(model, old.num_embeddings)  # after too: nothing was missed by the resizing
     model.config.vocab_size = len(kept)
     for name in CONFIG_TOKEN_ID_FIELDS:
         value = getattr(model.config, name, None)
@@ -303,9 +318,10 @@ def prune_vocabulary(model, tokenizer, texts, *, extra_texts=None, keep_tokens: 
     if len(tokenizer) > original:
         raise BertliteError(f"The tokenizer has {len(tokenizer)} tokens but the model's embedding only {original} "
                             "rows: they do not belong together.")
+    _refuse_vocab_tensors(model, original)  # before any change: a refusal leaves model and tokenizer intact
     kept, from_texts, always = kept_token_ids(model, tokenizer, texts, extra_texts=extra_texts,
                                               keep_tokens=keep_tokens, min_count=min_count)
-    new_tokenizer = _prune_tokenizer(tokenizer, kept)  # before touching the model: a refusal leaves it intact
+    new_tokenizer = _prune_tokenizer(tokenizer, kept)  # before touching the model, which it may refuse
     bytes_per_row = embedding.embedding_dim * embedding.weight.element_size()
     _prune_model(model, kept)
     report = VocabularyPruningReport(
@@ -332,6 +348,18 @@ def unk_share(tokenizer_before, tokenizer_after, texts) -> float:
             if i != unk_before and any(s <= start and end <= e for s, e in unk_spans):
                 became_unk += 1
     return became_unk / total if total else 0.0
+
+
+def pruned_token_share(tokenizer_before, tokenizer_after, texts) -> float:
+    """Share of the texts' tokens (as `tokenizer_before` splits them, specials excluded) that the pruned vocabulary
+    lacks: each is either re-split into kept pieces or inside an [UNK], so the model sees different input there.
+    Always at least `unk_share`."""
+    strings = _as_strings(texts, "texts")
+    kept = set(tokenizer_after.get_vocab())
+    tokens = [tokenizer_before.convert_ids_to_tokens(ids)
+              for ids in tokenizer_before(strings, add_special_tokens=False, truncation=False)["input_ids"]]
+    total = sum(len(t) for t in tokens)
+    return sum(tok not in kept for t in tokens for tok in t) / total if total else 0.0
 
 
 def task_texts(task: str, split: str = "train") -> list:
@@ -364,7 +392,7 @@ def prune_vocabulary_folder(model_dir: str, output_dir: str, texts, *, texts_sou
     """Load a saved fp32 model folder (or alias), prune its vocabulary, and write `output_dir` atomically.
 
     texts_source / extra_source: where the texts came from (e.g. "rotten_tomatoes train"), for the record.
-    test_texts: when given, the unk share on them goes into the report and the record.
+    test_texts: when given, the unk share and the pruned-token share on them go into the report and the record.
     Returns (output_dir, VocabularyPruningReport).
     """
     from ..compression_config import CompressionConfig
@@ -382,11 +410,13 @@ def prune_vocabulary_folder(model_dir: str, output_dir: str, texts, *, texts_sou
                                                        keep_tokens=keep_tokens, min_count=min_count)
     if test_texts is not None:
         report.unk_share = round(unk_share(tokenizer, pruned_tokenizer, test_texts), 6)
+        report.pruned_token_share = round(pruned_token_share(tokenizer, pruned_tokenizer, test_texts), 6)
 
     history = CompressionConfig.load_or_new(source if os.path.isdir(source) else None, base_model=display_name(model_dir))
     history.add_step(METHOD, original_vocab_size=report.original_size, kept_vocab_size=report.kept_size,
                      min_count=min_count, texts=texts_source, extra_texts=extra_source,
-                     keep_tokens=len(keep_tokens or ()), unk_share_test=report.unk_share)
+                     keep_tokens=len(keep_tokens or ()), unk_share_test=report.unk_share,
+                     pruned_token_share_test=report.pruned_token_share)
     parent = os.path.dirname(output_dir)
     os.makedirs(parent, exist_ok=True)
     scratch = tempfile.mkdtemp(dir=parent, prefix=f".{os.path.basename(output_dir)}.tmp-")
