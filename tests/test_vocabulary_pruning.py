@@ -258,3 +258,31 @@ def test_rewritten_tokenizer_json_is_consistent_on_its_own(tokenizer):
     assert state["padding"]["pad_id"] == small.pad_token_id
     assert {t["content"]: t["id"] for t in state["added_tokens"]} == {
         t: small.convert_tokens_to_ids(t) for t in ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]}
+
+
+def test_structured_then_vocabulary_then_int8_chain_serves_in_a_pipeline(tokenizer, tmp_path):
+    """The compress order: heads/FFN pruned (model_type "bertlite"), vocabulary pruned, quantized by
+    `quantize_folder`, loaded back by `load_compressed` and served by a Transformers pipeline."""
+    import transformers
+
+    from bertlite import CompressionConfig, load_compressed, prune_structured
+    from bertlite.quantization.folder import quantize_folder
+
+    structured = prune_structured(small_bert(), heads=0.5, ffn=0.5, criterion="magnitude", progress=False).model
+    structured.save_pretrained(tmp_path / "structured")
+    tokenizer.save_pretrained(tmp_path / "structured")
+    CompressionConfig().save_pretrained(str(tmp_path / "structured"))
+    vocab_dir, report = prune_vocabulary_folder(str(tmp_path / "structured"), str(tmp_path / "vocab"), TRAIN)
+    fp32, small = load_compressed(vocab_dir, return_tokenizer=True)
+    assert type(fp32).__name__ == "BertliteForSequenceClassification" and len(small) == report.kept_size
+    torch.testing.assert_close(logits(fp32, small, KEPT_TEXTS), logits(structured, tokenizer, KEPT_TEXTS),
+                               atol=1e-5, rtol=0)
+    int8_dir, _ = quantize_folder(vocab_dir, str(tmp_path / "int8"), quantize_embeddings=True)
+    int8, int8_tokenizer = load_compressed(int8_dir, return_tokenizer=True)
+    assert int8.compression_config.methods[-2:] == ["vocabulary_pruning", "quantization"]
+    pipe = transformers.pipeline("text-classification", model=int8, tokenizer=int8_tokenizer, device="cpu")
+    scores = pipe(KEPT_TEXTS + ["the zebra was good"], top_k=None)
+    expected = logits(int8, int8_tokenizer, KEPT_TEXTS + ["the zebra was good"]).softmax(-1)
+    for got, probs in zip(scores, expected):
+        assert {x["label"]: x["score"] for x in got} == pytest.approx(
+            {int8.config.id2label[i]: float(p) for i, p in enumerate(probs)}, abs=1e-5)

@@ -37,6 +37,11 @@ A word that needs a removed piece is split again from the kept pieces where Word
 one [UNK]. `unk_share` measures the share of the original tokens that end up inside an [UNK];
 `pruned_token_share` the share that the pruned vocabulary lacks (re-split or [UNK]), always at least as large.
 
+Measured (packaged MiniLM, rotten_tomatoes train as the texts, min_count=1): 11,984 of 30,522 tokens kept, the
+table 46.9 -> 18.4 MB fp32 and the weights 90.9 -> 62.4 MB; on the test split 0.03% of the tokens become [UNK]
+and 2.3% are tokens the pruned vocabulary lacks (nearly all re-split from kept pieces). min_count=2 keeps 8,249
+(12.7 MB, 0.05% [UNK]), min_count=3 keeps 6,257 (9.6 MB, 0.13% [UNK]).
+
 Models: any model whose input embedding is an `nn.Embedding` (BERT-style encoders, with any head). An output
 embedding (an MLM decoder, tied or not) is pruned to the same rows along with its bias. A model that still holds
 some other tensor sized by the vocabulary is refused, as is an int8 model.
