@@ -286,3 +286,25 @@ def test_structured_then_vocabulary_then_int8_chain_serves_in_a_pipeline(tokeniz
     for got, probs in zip(scores, expected):
         assert {x["label"]: x["score"] for x in got} == pytest.approx(
             {int8.config.id2label[i]: float(p) for i, p in enumerate(probs)}, abs=1e-5)
+
+
+def test_added_tokens_are_kept_after_the_wordpiece_vocabulary(tmp_path):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from bertlite.models import load_tokenizer
+
+    extended = load_tokenizer("minilm")
+    extended.add_tokens(["<movie_title>"])
+    extended.add_special_tokens({"additional_special_tokens": ["[ENT]"]})
+    original = small_bert()
+    original.resize_token_embeddings(len(extended), mean_resizing=False)
+    original.save_pretrained(tmp_path / "fp32")
+    extended.save_pretrained(tmp_path / "fp32")
+    _, report = prune_vocabulary_folder(str(tmp_path / "fp32"), str(tmp_path / "vocab"), TRAIN)
+    small = AutoTokenizer.from_pretrained(tmp_path / "vocab")
+    assert small.convert_tokens_to_ids(["<movie_title>", "[ENT]"]) == [report.kept_size - 2, report.kept_size - 1]
+    text = ["[ENT] the <movie_title> was good"]
+    assert small.convert_ids_to_tokens(small(text)["input_ids"][0]) == extended.convert_ids_to_tokens(
+        extended(text)["input_ids"][0])
+    model = AutoModelForSequenceClassification.from_pretrained(tmp_path / "vocab").eval()
+    torch.testing.assert_close(logits(model, small, text), logits(original, extended, text), atol=1e-5, rtol=0)
