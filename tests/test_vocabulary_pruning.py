@@ -97,7 +97,9 @@ def test_min_count_keep_tokens_and_extra_texts(tokenizer):
         prune_vocabulary(small_bert(), tokenizer, TRAIN, keep_tokens=["not-a-real-token-xyz"])
 
 
-def test_tied_mlm_decoder_is_pruned_with_its_bias(tokenizer):
+def test_tied_mlm_decoder_is_pruned_with_its_bias(tokenizer, tmp_path):
+    from transformers import AutoModelForMaskedLM
+
     original = small_bert("BertForMaskedLM")
     with torch.no_grad():
         original.cls.predictions.bias.normal_()  # a non-zero bias, so that a wrong row would show
@@ -105,8 +107,12 @@ def test_tied_mlm_decoder_is_pruned_with_its_bias(tokenizer):
     decoder = model.get_output_embeddings()
     assert decoder.weight is model.get_input_embeddings().weight and decoder.out_features == len(small)
     kept = tokenizer.convert_tokens_to_ids(small.convert_ids_to_tokens(list(range(len(small)))))
-    torch.testing.assert_close(logits(model, small, KEPT_TEXTS), logits(original, tokenizer, KEPT_TEXTS)[..., kept],
-                               atol=1e-5, rtol=0)
+    expected = logits(original, tokenizer, KEPT_TEXTS)[..., kept]
+    torch.testing.assert_close(logits(model, small, KEPT_TEXTS), expected, atol=1e-5, rtol=0)
+    model.save_pretrained(tmp_path)
+    reloaded = AutoModelForMaskedLM.from_pretrained(tmp_path).eval()
+    assert reloaded.get_output_embeddings().weight is reloaded.get_input_embeddings().weight
+    torch.testing.assert_close(logits(reloaded, small, KEPT_TEXTS), expected, atol=1e-5, rtol=0)
 
 
 def test_bad_input_is_refused(tokenizer, tmp_path):

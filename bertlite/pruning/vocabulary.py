@@ -158,7 +158,7 @@ def _embedding(model):
 
 
 def _select_rows(tensor, index):
-    """A fresh leaf tensor holding the selected rows (index_select copies, so the original model is untouched)."""
+    """A fresh leaf tensor holding the selected rows (index_select copies: the old table itself is never written)."""
     return tensor.detach().index_select(0, index.to(tensor.device)).clone()
 
 
