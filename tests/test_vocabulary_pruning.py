@@ -18,7 +18,7 @@ KEPT_TEXTS = ["the story was really good!", "a bad film and terrible actors"]  #
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    from bertlite.models import load_tokenizer
+    from bertlite.loading import load_tokenizer
 
     return load_tokenizer("minilm")
 
@@ -249,7 +249,7 @@ def test_rewritten_tokenizer_json_is_consistent_on_its_own(tokenizer):
     runtime would): [CLS]/[SEP] from the post-processor, [PAD] from the padding settings, added-token ids."""
     from tokenizers import Tokenizer
 
-    from bertlite.models import packaged_minilm_path
+    from bertlite.loading import packaged_minilm_path
     from bertlite.pruning.vocabulary import pruned_tokenizer_state
 
     _, _, small, _ = pruned_copy(tokenizer)
@@ -297,7 +297,7 @@ def test_structured_then_vocabulary_then_int8_chain_serves_in_a_pipeline(tokeniz
 def test_added_tokens_are_kept_after_the_wordpiece_vocabulary(tmp_path):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from bertlite.models import load_tokenizer
+    from bertlite.loading import load_tokenizer
 
     extended = load_tokenizer("minilm")
     extended.add_tokens(["<movie_title>"])

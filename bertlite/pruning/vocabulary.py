@@ -400,10 +400,10 @@ def prune_vocabulary_folder(model_dir: str, output_dir: str, texts, *, texts_sou
     test_texts: when given, the unk share and the pruned-token share on them go into the report and the record.
     Returns (output_dir, VocabularyPruningReport).
     """
-    from ..compression_config import CompressionConfig
+    from ..record import CompressionConfig
     from ..evaluation import folder_size_mb
-    from ..models import display_name, load_tokenizer, resolve_model_name
-    from ..quantization.folder import load_fp32_model
+    from ..loading import display_name, load_tokenizer, resolve_model_name
+    from ..loading import load_model as load_fp32_model
 
     source = resolve_model_name(model_dir)
     output_dir = os.path.abspath(os.fspath(output_dir))
