@@ -15,6 +15,10 @@ import numpy as np
 
 from .errors import BertliteError
 
+# Label of examples without a trusted gold label (augmented, transfer-set): learned from the teacher's soft targets
+# only. -100 is the ignore index of torch's cross-entropy and of Transformers.
+UNLABELLED = -100
+
 # The split of the packaged data is part of the benchmark definition: it must never move with the training
 # seed, or numbers from different runs would be measured on different test sentences.
 SPLIT_SEED = 20240611

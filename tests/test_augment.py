@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from bertlite.augmentation import EmbeddingNeighbours, MaskedLMCandidates, WordAugmenter, augment_dataset, load_augmented, with_augmented
-from bertlite.augmentation.dataset import RECORD_FILE, UNTRUSTED_LABEL
+from bertlite.augmentation.dataset import RECORD_FILE
+from bertlite.data import UNLABELLED
 from bertlite.augmentation.words import STOP_WORDS, split_words
 from bertlite.cli import main
 from bertlite.errors import BertliteError
@@ -112,7 +113,7 @@ def test_deterministic_under_seed_and_independent_of_chunking(tokenizer, neighbo
     other = augment_dataset(data, WordAugmenter(tokenizer, neighbours, num_variants=4, probability=0.4, seed=8), chunk_size=256)
     assert first.to_dict() == again.to_dict()
     assert first["text"] != other["text"]
-    assert set(first["label"]) == {UNTRUSTED_LABEL}
+    assert set(first["label"]) == {UNLABELLED}
     assert set(first["source_index"]) == set(range(len(data)))
     # Repeated texts at other rows get other variants: the generator is keyed by the row.
     assert first.filter(lambda r: r["source_index"] == 0)["text"] != first.filter(lambda r: r["source_index"] == 4)["text"]
@@ -213,7 +214,7 @@ def test_augment_command_writes_a_dataset_that_distillation_adds_to_training(tmp
     only_kept = data.filter(lambda r: r["source_index"] < 10)  # variants of examples outside the run are left out
     assert len(combined) == 10 + len(only_kept) and summary["augmented_examples"] == len(only_kept)
     assert combined.column_names == train.column_names
-    assert combined["label"][:10] == train["label"] and set(combined["label"][10:]) == {UNTRUSTED_LABEL}
+    assert combined["label"][:10] == train["label"] and set(combined["label"][10:]) == {UNLABELLED}
     assert combined["input_ids"][10] == tokenizer(only_kept["text"][0], truncation=True, max_length=64)["input_ids"]
 
 

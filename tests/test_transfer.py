@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from bertlite.augmentation.dataset import UNTRUSTED_LABEL
+from bertlite.data import UNLABELLED
 from bertlite.cli import main
 from bertlite.errors import BertliteError
 from bertlite.distillation.transfer import MAX_WORDS, MIN_WORDS, sentences_of, transfer_sentences, with_transfer_set
@@ -63,7 +63,7 @@ def test_transfer_examples_are_appended_with_untrusted_labels(corpus):
     train = tokenize(dsd, tokenizer, 64)["train"]
     combined, record = with_transfer_set(train, corpus, 3, tokenizer, max_length=64, seed=0, log=lambda *_: None)
     assert len(combined) == 11 and combined.column_names == train.column_names
-    assert combined["label"][:8] == train["label"] and set(combined["label"][8:]) == {UNTRUSTED_LABEL}
+    assert combined["label"][:8] == train["label"] and set(combined["label"][8:]) == {UNLABELLED}
     sentences = transfer_sentences(corpus, 3, seed=0, log=lambda *_: None)
     assert combined["input_ids"][8] == tokenizer(sentences[0], truncation=True, max_length=64)["input_ids"]
     assert record == {"source": corpus, "examples": 3, "seed": 0, "one_sentence_per_text": True,

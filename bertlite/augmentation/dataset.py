@@ -9,13 +9,13 @@ import time
 
 from tqdm.auto import tqdm
 
+from ..data import UNLABELLED
 from ..errors import BertliteError
 from .augmenter import WordAugmenter
 
 RECORD_FILE = "bertlite_augmentation.json"
 # Augmented examples keep the source's texts but not its label: replacing words can flip the meaning, so the
 # trainer must learn from the teacher's soft targets only (it skips the hard-label loss for negative labels).
-UNTRUSTED_LABEL = -100
 
 
 def augment_dataset(dataset, augmenter: WordAugmenter, chunk_size: int = 256, desc: str = "Augmenting"):
@@ -34,7 +34,7 @@ def augment_dataset(dataset, augmenter: WordAugmenter, chunk_size: int = 256, de
                     rows["text"].append(example[0])
                     if has_pair:
                         rows["text_pair"].append(example[1])
-                    rows["label"].append(UNTRUSTED_LABEL)
+                    rows["label"].append(UNLABELLED)
                     rows["source_index"].append(index)
                     rows["variant"].append(number)
             bar.update(len(indices))

@@ -9,6 +9,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ..data import UNLABELLED  # the one ignore label (examples learned from soft targets only)
+
 
 def soft_logits_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
     """KL(teacher || student) of temperature-softened distributions, times T^2 (Hinton et al. 2015) so that the
@@ -20,8 +22,6 @@ def soft_logits_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
     log_p_teacher = F.log_softmax(teacher_logits.float() / t, dim=-1)
     return F.kl_div(log_p_student, log_p_teacher, log_target=True, reduction="batchmean") * t * t
 
-
-UNLABELLED = -100  # label of examples without a trusted gold label (e.g. augmented ones), as in Transformers
 
 
 def hard_label_loss(student_logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -71,10 +71,11 @@ def with_transfer_set(train, source: str, count: int, tokenizer, *, max_length: 
     for compression_config.json)."""
     from datasets import Dataset
 
-    from ..augmentation.dataset import UNTRUSTED_LABEL, append_soft_target_examples
+    from ..augmentation.dataset import append_soft_target_examples
+    from ..data import UNLABELLED
 
     texts = transfer_sentences(source, count, seed=seed, text_column=text_column, exclude=exclude, log=log)
-    unlabeled = Dataset.from_dict({"text": texts, "label": [UNTRUSTED_LABEL] * len(texts)})
+    unlabeled = Dataset.from_dict({"text": texts, "label": [UNLABELLED] * len(texts)})
     combined = append_soft_target_examples(train, unlabeled, tokenizer, max_length=max_length, desc="Tokenizing transfer set")
     log(f"Training on {len(train)} labelled + {len(texts)} unlabeled sentences from {source!r} "
         "(the transfer set: learned from the teacher's soft targets only).")

@@ -18,7 +18,7 @@ from ..errors import BertliteError
 from .backends import get_backend
 from .config import QuantizationConfig
 from .convert import make_config, quantize_model, set_submodule, split_linears
-from .weights import fake_quantize_weight
+from .weights import INT7_RANGE, INT8_RANGE, UINT7_RANGE, UINT8_RANGE, fake_quantize_weight
 
 QAT_ATTR = "bertlite_qat_config"
 
@@ -29,11 +29,11 @@ def fake_quantize_activations(x: torch.Tensor, per_token: bool, symmetric: bool,
     values = x.detach()
     reduce = {"dim": -1, "keepdim": True} if per_token else {}
     if symmetric:
-        qmin, qmax = (-64, 63) if reduce_range else (-128, 127)
+        qmin, qmax = INT7_RANGE if reduce_range else INT8_RANGE
         scale = values.abs().amax(**reduce) / ((qmax - qmin) / 2)
         zero_point = torch.zeros_like(scale)
     else:
-        qmin, qmax = 0, 127 if reduce_range else 255
+        qmin, qmax = UINT7_RANGE if reduce_range else UINT8_RANGE
         low = values.amin(**reduce).clamp(max=0.0)
         high = values.amax(**reduce).clamp(min=0.0)
         scale = (high - low) / (qmax - qmin)
@@ -44,7 +44,7 @@ def fake_quantize_activations(x: torch.Tensor, per_token: bool, symmetric: bool,
 
 
 class FakeQuantLinear(torch.nn.Linear):
-    def __init__(self, in_features, out_features, bias=True, *, per_channel=True, weight_qrange=(-128, 127),
+    def __init__(self, in_features, out_features, bias=True, *, per_channel=True, weight_qrange=INT8_RANGE,
                  per_token=False, symmetric_activations=False, reduce_range=False, device=None, dtype=None):
         super().__init__(in_features, out_features, bias, device=device, dtype=dtype)
         self.per_channel = per_channel

@@ -14,6 +14,8 @@ import torch
 INT8_RANGE = (-128, 127)  # the full signed range, as torch.ao and torchao use for symmetric weights
 INT8_RESTRICTED_RANGE = (-127, 127)  # ONNX Runtime's symmetric weight range
 INT7_RANGE = (-64, 63)  # "reduce_range" for weights (torchao, ONNX Runtime): leaves head-room in 16-bit accumulators
+UINT8_RANGE = (0, 255)  # asymmetric activations (torch, ONNX Runtime)
+UINT7_RANGE = (0, 127)  # the same with reduce_range
 
 
 @dataclass
