@@ -35,7 +35,8 @@ from transformers import AutoModelForSequenceClassification, DataCollatorWithPad
 
 from bertlite.cli.distill import DistillTrainingArguments  # noqa: E402
 from bertlite.data import load_task, tokenize  # noqa: E402
-from bertlite.distillation.job import DistillArguments, run_distillation  # noqa: E402
+from bertlite.cli.distill import DistillArguments  # noqa: E402
+from bertlite.distillation.job import run_distillation  # noqa: E402
 from bertlite.evaluation import accuracy  # noqa: E402
 from bertlite.loading import load_tokenizer, resolve_model_name  # noqa: E402
 from bertlite.distillation.student import build_student  # noqa: E402

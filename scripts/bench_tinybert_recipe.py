@@ -104,7 +104,8 @@ def make_teacher(args, log):
 
 
 def make_augmented(args, log) -> dict:
-    from bertlite.augmentation import AugmentArguments, run_augmentation
+    from bertlite.augmentation import run_augmentation
+    from bertlite.cli.augment import AugmentArguments
 
     return run_augmentation(AugmentArguments(task="rotten_tomatoes", output_dir=os.path.join(args.work_dir, "augmented"),
                                              num_variants=args.num_variants, probability=args.probability, top_k=args.top_k,
@@ -154,8 +155,8 @@ def finished_runs(path: str, args) -> dict:
 
 
 def make_general_student(args, layers, teacher, log) -> tuple[str, dict]:
-    from bertlite.distillation.job import DistillArguments
-    from bertlite.distillation.general import GeneralArguments, run_general_distillation
+    from bertlite.cli.distill import DistillArguments, GeneralArguments
+    from bertlite.distillation.general import run_general_distillation
 
     from_finetuned = args.general_teacher == "finetuned"
     out = os.path.join(args.work_dir, f"general-{layers}L" + ("-from-finetuned" if from_finetuned else ""))
@@ -177,7 +178,8 @@ def make_general_student(args, layers, teacher, log) -> tuple[str, dict]:
 
 
 def task_distill(args, teacher, layers, variant, seed, augmented_dir, general_dir, log) -> dict:
-    from bertlite.distillation.job import DistillArguments, run_distillation
+    from bertlite.cli.distill import DistillArguments
+    from bertlite.distillation.job import run_distillation
 
     out = os.path.join(args.work_dir, "runs", f"{layers}L-{variant.strip('+')}-seed{seed}")
     with_aug = variant in ("+aug", "+both")

