@@ -66,7 +66,7 @@ def test_general_distillation_learns_without_labels_and_saves_a_normal_model(tmp
     teacher = AutoModel.from_pretrained(teacher_dir)
     # Same width (hidden states compare directly), other FFN size: a randomly initialised student.
     args = DistillArguments(teacher=str(teacher_dir), student_layers=2, student_intermediate_size=48, max_length=32)
-    initial = build_general_student(args, teacher)
+    initial, _ = build_general_student(args, teacher)
     out = tmp_path / "general"
     logged = []
     metrics = run_general_distillation(args, GeneralArguments(general=True, corpus="rotten_tomatoes", corpus_max_texts=400),

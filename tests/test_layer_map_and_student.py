@@ -86,24 +86,37 @@ def test_a_headless_student_gets_the_teachers_head_when_the_width_fits(tmp_path)
     encoder = tmp_path / "encoder"
     teacher.bert.save_pretrained(encoder)  # the teacher's own encoder, saved without its head (like a general student)
     notes = []
-    student = load_student(str(encoder), 2, teacher, log=notes.append).eval()
+    student, copied = load_student(str(encoder), 2, teacher, log=notes.append)
+    student.eval()
     ids = torch.randint(5, 100, (3, 9))
     # Encoder and head now both equal the teacher's: the student predicts exactly what the teacher does.
     assert torch.allclose(student(input_ids=ids).logits, teacher(input_ids=ids).logits, atol=1e-6)
-    assert student.bertlite_init["head_from_teacher"] == ["pooler", "classifier"] and "copied the teacher's" in notes[0]
+    assert copied == ["pooler", "classifier"] and "copied the teacher's" in notes[0]
 
-    fresh = load_student(str(encoder), 2, teacher, head="fresh")
-    assert not torch.equal(fresh.classifier.weight, teacher.classifier.weight) and "head_from_teacher" not in fresh.bertlite_init
+    fresh, copied = load_student(str(encoder), 2, teacher, head="fresh")
+    assert not torch.equal(fresh.classifier.weight, teacher.classifier.weight) and copied == []
 
     narrow = tmp_path / "narrow"
     BertModel(tiny_config(hidden_size=16, num_attention_heads=2)).save_pretrained(narrow)
     notes.clear()
-    student = load_student(str(narrow), 2, teacher, log=notes.append)
-    assert "head_from_teacher" not in student.bertlite_init and "starts random" in notes[0]
+    student, copied = load_student(str(narrow), 2, teacher, log=notes.append)
+    assert copied == [] and "starts random" in notes[0]
 
     with_head = tmp_path / "with_head"
     own = tiny_model(seed=7)
     own.save_pretrained(with_head)  # a student that has its own classifier keeps it
-    assert torch.equal(load_student(str(with_head), 2, teacher).classifier.weight, own.classifier.weight)
+    assert torch.equal(load_student(str(with_head), 2, teacher)[0].classifier.weight, own.classifier.weight)
     with pytest.raises(BertliteError, match="'teacher' or 'fresh'"):
         load_student(str(encoder), 2, teacher, head="mine")
+
+
+def test_student_init_describes_what_build_student_does(tiny_teacher):
+    from bertlite.distillation.student import student_init
+
+    assert student_init(tiny_teacher.config, num_layers=2) == {"from_teacher_layers": [0, 2]}
+    narrow = student_init(tiny_teacher.config, num_layers=2, hidden_size=16, num_attention_heads=2, seed=3)
+    assert narrow == {"random_init_seed": 3, "num_hidden_layers": 2, "hidden_size": 16, "intermediate_size": 64, "num_attention_heads": 2}
+    student = build_student(tiny_teacher, num_layers=2, hidden_size=16, num_attention_heads=2, seed=3)
+    assert (student.config.num_hidden_layers, student.config.hidden_size, student.config.num_attention_heads) == (2, 16, 2)
+    with pytest.raises(BertliteError, match="at least 1 layer"):
+        build_student(tiny_teacher, num_layers=0)  # was silently a full-depth copy

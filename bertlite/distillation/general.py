@@ -37,16 +37,18 @@ def _prepare_config(config: DistillationConfig, log) -> None:
 
 
 def build_general_student(args, teacher):
-    """The student encoder: a given checkpoint (to continue general distillation) or one built from the teacher."""
-    from .student import build_student, check_same_vocabulary
+    """The student encoder and how it was initialised: a given checkpoint (to continue general distillation) or one
+    built from the teacher."""
+    from .student import build_student, check_same_vocabulary, student_init
 
     if args.student:
         student = load_model(args.student, head="encoder", trust_remote_code=args.trust_remote_code)
         check_same_vocabulary(student.config, teacher.config)
-        return student
-    return build_student(teacher, num_layers=args.student_layers if args.layer_ids is None else None, layer_ids=args.layer_ids,
-                         hidden_size=args.student_hidden_size, intermediate_size=args.student_intermediate_size,
-                         num_attention_heads=args.student_heads, seed=0)
+        return student, {"from": display_name(args.student)}
+    shape = dict(num_layers=args.student_layers if args.layer_ids is None else None, layer_ids=args.layer_ids,
+                 hidden_size=args.student_hidden_size, intermediate_size=args.student_intermediate_size,
+                 num_attention_heads=args.student_heads, seed=0)
+    return build_student(teacher, **shape), student_init(teacher.config, **shape)
 
 
 def run_general_distillation(args, general, config: DistillationConfig, log=print) -> dict:
@@ -70,7 +72,7 @@ def run_general_distillation(args, general, config: DistillationConfig, log=prin
     tokenizer = load_tokenizer(source, trust_remote_code=args.trust_remote_code)
     # The encoder only: the pre-trained model (TinyBERT) or, in-domain, a task fine-tune's (its head is unused).
     teacher = load_model(source, head="encoder", trust_remote_code=args.trust_remote_code)
-    student = build_general_student(args, teacher)
+    student, init = build_general_student(args, teacher)
     log(f"Teacher: {describe_shape(teacher)}")
     log(f"Student: {describe_shape(student)}")
     corpus = unlabeled_corpus(tokenizer, general.corpus, max_length=args.max_length, text_column=general.corpus_text_column,
@@ -106,7 +108,7 @@ def run_general_distillation(args, general, config: DistillationConfig, log=prin
     }
     record = CompressionConfig.load_or_new(None, base_model=display_name(args.teacher), task=None, dataset=general.corpus)
     record.add_step("general_distillation", teacher=teacher_name, student_shape=describe_shape(student),
-                    student_init=getattr(student, "bertlite_init", {"from": args.student}), corpus=general.corpus,
+                    student_init=init, corpus=general.corpus,
                     steps=trainer.state.global_step, max_length=args.max_length,
                     **{k: getattr(config, k) for k in ("embedding_weight", "hidden_weight", "attention_weight", "layer_map",
                                                         "hidden_loss", "attention_loss", "learning_rate",

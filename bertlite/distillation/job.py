@@ -17,7 +17,7 @@ from ..data import load_task, tokenize
 from ..errors import BertliteError
 from ..evaluation import accuracy, compare_latency, count_parameters, folder_size_mb
 from ..loading import display_name, load_config, load_model, load_tokenizer, resolve_model_name
-from .student import build_student, check_same_vocabulary, load_student
+from .student import build_student, check_same_vocabulary, load_student, student_init
 from .teacher import accuracy_metric, finetuned_teacher
 
 
@@ -88,11 +88,15 @@ def _teacher_paths(args, num_labels: int, output_dir: str, seed: int, log) -> tu
 
 
 def make_student(args, teacher, seed: int, log=print):
+    """The student and how it was initialised (for the compression record)."""
     if args.student:
-        return load_student(args.student, teacher.config.num_labels, teacher, args.trust_remote_code, head=args.student_head, log=log)
-    return build_student(teacher, num_layers=args.student_layers if args.layer_ids is None else None, layer_ids=args.layer_ids,
-                         hidden_size=args.student_hidden_size, intermediate_size=args.student_intermediate_size,
-                         num_attention_heads=args.student_heads, seed=seed)
+        student, copied = load_student(args.student, teacher.config.num_labels, teacher, args.trust_remote_code,
+                                       head=args.student_head, log=log)
+        return student, {"from": display_name(args.student), **({"head_from_teacher": copied} if copied else {})}
+    shape = dict(num_layers=args.student_layers if args.layer_ids is None else None, layer_ids=args.layer_ids,
+                 hidden_size=args.student_hidden_size, intermediate_size=args.student_intermediate_size,
+                 num_attention_heads=args.student_heads, seed=seed)
+    return build_student(teacher, **shape), student_init(teacher.config, **shape)
 
 
 def describe_shape(model) -> dict:
@@ -132,7 +136,7 @@ def run_distillation(args, config: DistillationConfig, log=print) -> dict:
                                     "an ensemble must share one tokenizer.")
         log(f"Teacher: an ensemble of {len(teacher_paths)} fine-tuned teachers (logits averaged; intermediate targets from the first).")
     anchor = teacher.anchor if len(teacher_paths) > 1 else teacher  # the single model the student is built from and timed against
-    student = make_student(args, anchor, config.seed, log)
+    student, init = make_student(args, anchor, config.seed, log)
     if args.student:
         check_same_vocabulary(student.config, teacher.config, load_tokenizer(args.student, args.trust_remote_code), tokenizer)
     log(f"Teacher: {describe_shape(anchor)}")
@@ -178,7 +182,7 @@ def run_distillation(args, config: DistillationConfig, log=print) -> dict:
     ensemble = teacher_names if len(teacher_paths) > 1 else None
     record.add_step("distillation", teacher=display_name(args.teacher), **({"teacher_ensemble": ensemble} if ensemble else {}),
                     student_shape=describe_shape(student),
-                    student_init=getattr(student, "bertlite_init", {"from": args.student}), **distillation_params(config),
+                    student_init=init, **distillation_params(config),
                     **({"augmentation": augmentation} if augmentation else {}),
                     **({"transfer_set": transfer} if transfer else {}))
     metrics = {"task": info.to_dict(),

@@ -33,6 +33,36 @@ def _encoder(model: PreTrainedModel):
     return base
 
 
+def student_init(teacher_config, num_layers: int | None = None, layer_ids: list[int] | None = None,
+                 hidden_size: int | None = None, intermediate_size: int | None = None,
+                 num_attention_heads: int | None = None, seed: int = 0) -> dict:
+    """How `build_student` initialises a student with these arguments, checked: {"from_teacher_layers": [...]} when
+    the width is the teacher's, else {"random_init_seed": seed} (with the new shape). The compression record stores
+    it; `build_student` follows it, so the two cannot disagree."""
+    num_teacher = teacher_config.num_hidden_layers
+    if num_layers is not None and num_layers < 1:
+        raise BertliteError(f"A student needs at least 1 layer, got num_layers={num_layers}.")
+    if layer_ids is not None:
+        if num_layers is not None and num_layers != len(layer_ids):
+            raise BertliteError(f"--student_layers {num_layers} disagrees with {len(layer_ids)} layer ids {layer_ids}.")
+        bad = [i for i in layer_ids if not 0 <= i < num_teacher]
+        if bad or not layer_ids:
+            raise BertliteError(f"Student layer ids {bad or layer_ids} are outside the teacher's layers 0..{num_teacher - 1}.")
+        num_layers = len(layer_ids)
+    num_layers = num_layers or num_teacher
+    shape = {"hidden_size": hidden_size, "intermediate_size": intermediate_size, "num_attention_heads": num_attention_heads}
+    narrower = any(v is not None and v != getattr(teacher_config, k) for k, v in shape.items())
+    if not narrower:
+        if num_layers > num_teacher:
+            raise BertliteError(f"A student initialised from teacher layers cannot be deeper than the teacher ({num_teacher}).")
+        return {"from_teacher_layers": list(layer_ids if layer_ids is not None else default_layer_ids(num_layers, num_teacher))}
+    shape = {k: v or getattr(teacher_config, k) for k, v in shape.items()}
+    if shape["hidden_size"] % shape["num_attention_heads"]:
+        raise BertliteError(f"Student hidden size {shape['hidden_size']} must be divisible by its "
+                            f"{shape['num_attention_heads']} attention heads.")
+    return {"random_init_seed": seed, "num_hidden_layers": num_layers, **shape}
+
+
 def build_student(teacher: PreTrainedModel, num_layers: int | None = None, layer_ids: list[int] | None = None,
                   hidden_size: int | None = None, intermediate_size: int | None = None,
                   num_attention_heads: int | None = None, seed: int = 0) -> PreTrainedModel:
@@ -40,53 +70,31 @@ def build_student(teacher: PreTrainedModel, num_layers: int | None = None, layer
 
     Same width: a deep copy of the teacher keeping only `layer_ids` (default `default_layer_ids`), so embeddings,
     pooler, classifier and the chosen layers hold exactly the teacher's weights. Narrower (hidden, FFN or heads
-    changed): the same architecture at the new shape, randomly initialised with `seed`.
+    changed): the same architecture at the new shape, randomly initialised with `seed`. `student_init` describes
+    which of the two these arguments give.
     """
-    config = teacher.config
-    num_teacher = config.num_hidden_layers
-    if layer_ids is not None:
-        if num_layers is not None and num_layers != len(layer_ids):
-            raise BertliteError(f"--student-layers {num_layers} disagrees with {len(layer_ids)} layer ids {layer_ids}.")
-        bad = [i for i in layer_ids if not 0 <= i < num_teacher]
-        if bad:
-            raise BertliteError(f"Student layer ids {bad} are outside the teacher's layers 0..{num_teacher - 1}.")
-        num_layers = len(layer_ids)
-    num_layers = num_layers or num_teacher
-    if num_layers < 1:
-        raise BertliteError(f"A student needs at least 1 layer, got {num_layers}.")
-
-    narrower = any(v is not None and v != getattr(config, k) for k, v in (
-        ("hidden_size", hidden_size), ("intermediate_size", intermediate_size), ("num_attention_heads", num_attention_heads)))
-    if not narrower:
-        if num_layers > num_teacher:
-            raise BertliteError(f"A student initialised from teacher layers cannot be deeper than the teacher ({num_teacher}).")
-        layer_ids = layer_ids if layer_ids is not None else default_layer_ids(num_layers, num_teacher)
+    init = student_init(teacher.config, num_layers, layer_ids, hidden_size, intermediate_size, num_attention_heads, seed)
+    if "from_teacher_layers" in init:
+        layer_ids = init["from_teacher_layers"]
         student = copy.deepcopy(teacher)
         base = _encoder(student)
         base.encoder.layer = torch.nn.ModuleList([base.encoder.layer[i] for i in layer_ids])
-        student.config.num_hidden_layers = num_layers
+        student.config.num_hidden_layers = len(layer_ids)
         if hasattr(student.config, "layer_types") and student.config.layer_types:
             student.config.layer_types = [student.config.layer_types[i] for i in layer_ids]
-        student.bertlite_init = {"from_teacher_layers": list(layer_ids)}
         return student
 
-    new_config = copy.deepcopy(config)
-    new_config.num_hidden_layers = num_layers
-    new_config.hidden_size = hidden_size or config.hidden_size
-    new_config.intermediate_size = intermediate_size or config.intermediate_size
-    new_config.num_attention_heads = num_attention_heads or config.num_attention_heads
-    if new_config.hidden_size % new_config.num_attention_heads:
-        raise BertliteError(f"Student hidden size {new_config.hidden_size} must be divisible by its "
-                            f"{new_config.num_attention_heads} attention heads.")
+    new_config = copy.deepcopy(teacher.config)
+    for key in ("num_hidden_layers", "hidden_size", "intermediate_size", "num_attention_heads"):
+        setattr(new_config, key, init[key])
     torch.manual_seed(seed)
-    student = type(teacher)(new_config)
-    student.bertlite_init = {"random_init_seed": seed}
-    return student
+    return type(teacher)(new_config)
 
 
 def load_student(path: str, num_labels: int, teacher: PreTrainedModel, trust_remote_code: bool = False,
-                 head: str = "teacher", log=None) -> PreTrainedModel:
-    """A given student model (folder or Hub id); its vocabulary must be the teacher's.
+                 head: str = "teacher", log=None) -> tuple[PreTrainedModel, list[str]]:
+    """A given student model (folder or Hub id); its vocabulary must be the teacher's. Returns the student and the
+    parts of the teacher's head copied into it (none when it had its own head or gets a random one).
 
     A student without a classification head (e.g. a general-distillation encoder) gets one. With `head="teacher"`
     and the teacher's width, that is a copy of the fine-tuned teacher's pooler and classifier: the student's last
@@ -99,15 +107,13 @@ def load_student(path: str, num_labels: int, teacher: PreTrainedModel, trust_rem
     headless = not is_classifier(load_config(path, trust_remote_code))
     student = load_model(path, head="classifier", num_labels=num_labels, trust_remote_code=trust_remote_code)
     check_same_vocabulary(student.config, teacher.config)
-    student.bertlite_init = {"from": path}
+    copied = []
     if headless and head == "teacher":
         copied = copy_prediction_head(teacher, student)
-        if copied:
-            student.bertlite_init["head_from_teacher"] = copied
         if log is not None:
             log(f"The student {path!r} has no classification head: " +
                 (f"copied the teacher's ({', '.join(copied)})." if copied else "the teacher's does not fit it (other width), so it starts random."))
-    return student
+    return student, copied
 
 
 def check_student_head(head: str) -> None:
