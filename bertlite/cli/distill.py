@@ -10,8 +10,10 @@ from ..distillation.corpus import PACKAGED_CORPUS
 from ..distillation.general import run_general_distillation
 from ..distillation.job import run_distillation
 from ..distillation.student import check_student_head
+from ..distillation.teacher import teacher_dir
 from ..errors import BertliteError
-from ..loading import DEFAULT_TEACHER
+from ..loading import DEFAULT_TEACHER, display_name, resolve_model_name
+from ..record import METRICS_FILE
 from ..hub.metrics import invoked_command, record_command
 from ..hub.push import PushOptions, push_if_requested
 
@@ -59,6 +61,11 @@ class DistillArguments:
                 raise BertliteError(f"{name} must be >= 1, got {value}.")
         check_student_head(self.student_head)
         self.extra_teacher_list = [t.strip() for t in (self.extra_teachers or "").split(",") if t.strip()]
+        # Names are resolved once, here: the job loads from the paths and records the display names (Hub ids, never
+        # a machine path for the packaged teacher).
+        self.teacher_path, self.teacher_name = resolve_model_name(self.teacher), display_name(self.teacher)
+        self.student_path = resolve_model_name(self.student) if self.student else None
+        self.extra_teacher_paths = [resolve_model_name(t) for t in self.extra_teacher_list]
         if self.transfer_data:  # fail now, not after the teacher was fine-tuned
             from ..distillation.transfer import check_transfer_source
 
@@ -124,9 +131,10 @@ def run(args: DistillArguments, config: DistillTrainingArguments, push: PushOpti
     else:
         run_distillation(args, config)
     record_command(config.output_dir, invoked_command("distill"))  # the model card shows how to reproduce the numbers
-    print(f"\nStudent saved to {config.output_dir} (metrics in {config.output_dir}/metrics.json).")
+    print(f"\nStudent saved to {config.output_dir} (metrics in {config.output_dir}/{METRICS_FILE}).")
+    print(f"Load it with: bertlite.load_compressed({config.output_dir!r})")
     if general is not None and general.general:
-        teacher = f" --teacher {os.path.join(config.output_dir, 'teacher')}" if general.teacher_task else ""
+        teacher = f" --teacher {teacher_dir(config.output_dir)}" if general.teacher_task else ""
         print(f"Start task distillation from it with: bertlite distill{teacher} --student {config.output_dir}")
     push_if_requested(config.output_dir, push)
     return 0

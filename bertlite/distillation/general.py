@@ -13,7 +13,7 @@ from ..jobs import CHECKPOINTS, prepare_output_dir, run_training, save_model_fol
 from ..record import CompressionConfig
 from .config import DistillationConfig
 from ..errors import BertliteError
-from ..loading import display_name, load_model, load_tokenizer, resolve_model_name
+from ..loading import display_name, load_model, load_tokenizer
 from .corpus import unlabeled_corpus
 
 
@@ -42,7 +42,7 @@ def build_general_student(args, teacher):
     from .student import build_student, check_same_vocabulary, student_init
 
     if args.student:
-        student = load_model(args.student, head="encoder", trust_remote_code=args.trust_remote_code)
+        student = load_model(args.student_path, head="encoder", trust_remote_code=args.trust_remote_code)
         check_same_vocabulary(student.config, teacher.config)
         return student, {"from": display_name(args.student)}
     shape = dict(num_layers=args.student_layers if args.layer_ids is None else None, layer_ids=args.layer_ids,
@@ -58,15 +58,16 @@ def run_general_distillation(args, general, config: DistillationConfig, log=prin
     from transformers import DataCollatorWithPadding
 
     from .job import check_shapes_early, describe_shape, task_teacher
+    from .teacher import teacher_dir
     from ..hub.callback import ModelCardCallback
     from .trainer import DistillationTrainer
 
     _prepare_config(config, log)
     check_shapes_early(args, config)
     output_dir = prepare_output_dir(config.output_dir)
-    source, teacher_name = resolve_model_name(args.teacher), display_name(args.teacher)
+    source, teacher_name = args.teacher_path, args.teacher_name
     if general.teacher_task:
-        source, fine_tuned = task_teacher(args, general.teacher_task, os.path.join(output_dir, "teacher"), config.seed, log)
+        source, fine_tuned = task_teacher(args, general.teacher_task, teacher_dir(output_dir), config.seed, log)
         if fine_tuned:
             teacher_name = f"{teacher_name} fine-tuned on {general.teacher_task}"
     tokenizer = load_tokenizer(source, trust_remote_code=args.trust_remote_code)
@@ -106,7 +107,7 @@ def run_general_distillation(args, general, config: DistillationConfig, log=prin
         "teacher": {"model": teacher_name, **describe_shape(teacher)},
         "student": describe_shape(student),
     }
-    record = CompressionConfig.load_or_new(None, base_model=display_name(args.teacher), task=None, dataset=general.corpus)
+    record = CompressionConfig.load_or_new(None, base_model=args.teacher_name, task=None, dataset=general.corpus)
     record.add_step("general_distillation", teacher=teacher_name, student_shape=describe_shape(student),
                     student_init=init, corpus=general.corpus,
                     steps=trainer.state.global_step, max_length=args.max_length,

@@ -16,9 +16,9 @@ from .config import DistillationConfig
 from ..data import load_task, tokenize
 from ..errors import BertliteError
 from ..evaluation import accuracy, compare_latency, count_parameters, folder_size_mb
-from ..loading import display_name, load_config, load_model, load_tokenizer, resolve_model_name
+from ..loading import display_name, load_config, load_model, load_tokenizer
 from .student import build_student, check_same_vocabulary, load_student, student_init
-from .teacher import accuracy_metric, finetuned_teacher
+from .teacher import accuracy_metric, finetuned_teacher, teacher_dir
 
 
 
@@ -26,9 +26,9 @@ def check_shapes_early(args, config: DistillationConfig) -> None:
     """Catch an impossible student or layer map before minutes are spent fine-tuning the teacher."""
     from .layer_map import resolve_layer_map
 
-    teacher_config = load_config(args.teacher, args.trust_remote_code)
+    teacher_config = load_config(args.teacher_path, args.trust_remote_code)
     if args.student:
-        student_layers = load_config(args.student, args.trust_remote_code).num_hidden_layers
+        student_layers = load_config(args.student_path, args.trust_remote_code).num_hidden_layers
     else:
         student_layers = len(args.layer_ids) if args.layer_ids is not None else args.student_layers or teacher_config.num_hidden_layers
         narrower = any(v is not None for v in (args.student_hidden_size, args.student_intermediate_size, args.student_heads))
@@ -49,10 +49,10 @@ def _load_teacher(path: str, num_labels: int, trust_remote_code: bool):
 def task_teacher(args, task: str, folder: str, seed: int, log) -> tuple[str, bool]:
     """`args.teacher` trained on `task`: (path, whether it was fine-tuned here). Fine-tuned into `folder` with the
     `teacher_*` settings (a finished fine-tune is reused), or used as is when it already has a head for the task."""
-    path = finetuned_teacher(args.teacher, task, folder, epochs=args.teacher_epochs, learning_rate=args.teacher_learning_rate,
+    path = finetuned_teacher(args.teacher_path, task, folder, name=args.teacher_name, epochs=args.teacher_epochs, learning_rate=args.teacher_learning_rate,
                              max_length=args.max_length, seed=seed, max_train_examples=args.max_train_examples,
                              trust_remote_code=args.trust_remote_code, log=log)
-    return path, path != resolve_model_name(args.teacher)
+    return path, path != args.teacher_path
 
 
 def _teacher_paths(args, num_labels: int, output_dir: str, seed: int, log) -> tuple[list[str], list[str]]:
@@ -61,13 +61,13 @@ def _teacher_paths(args, num_labels: int, output_dir: str, seed: int, log) -> tu
     `extra_teachers` as given. Names never hold a path this job made (they go into model cards)."""
     from .teacher import has_task_head
 
-    if args.teacher_ensemble > 1 and has_task_head(resolve_model_name(args.teacher), num_labels):
+    if args.teacher_ensemble > 1 and has_task_head(args.teacher_path, num_labels):
         raise BertliteError(f"--teacher_ensemble {args.teacher_ensemble} fine-tunes several teachers from a pre-trained one, but "
-                            f"{display_name(args.teacher)} already has a {num_labels}-label head for the task. Pass other "
+                            f"{args.teacher_name} already has a {num_labels}-label head for the task. Pass other "
                             "fine-tuned teachers with --extra_teachers DIR,DIR instead.")
-    for extra in args.extra_teacher_list:
+    for extra, extra_path in zip(args.extra_teacher_list, args.extra_teacher_paths):
         try:
-            fine_tuned = has_task_head(resolve_model_name(extra), num_labels)
+            fine_tuned = has_task_head(extra_path, num_labels)
         except OSError as err:
             raise BertliteError(f"Could not read the extra teacher {extra!r}: {err}") from err
         if not fine_tuned:
@@ -77,12 +77,11 @@ def _teacher_paths(args, num_labels: int, output_dir: str, seed: int, log) -> tu
     for i in range(args.teacher_ensemble):
         if args.teacher_ensemble > 1:
             log(f"Ensemble teacher {i + 1} of {args.teacher_ensemble} (seed {seed + i}).")
-        path, fine_tuned = task_teacher(args, args.task, os.path.join(output_dir, "teacher" if i == 0 else f"teacher-{i + 1}"),
+        path, fine_tuned = task_teacher(args, args.task, teacher_dir(output_dir, i),
                                         seed + i, log)
         paths.append(path)
-        names.append(f"{display_name(args.teacher)} fine-tuned on {args.task} (seed {seed + i})" if fine_tuned
-                     else display_name(args.teacher))
-    paths += [resolve_model_name(extra) for extra in args.extra_teacher_list]
+        names.append(f"{args.teacher_name} fine-tuned on {args.task} (seed {seed + i})" if fine_tuned else args.teacher_name)
+    paths += args.extra_teacher_paths
     names += [display_name(extra) for extra in args.extra_teacher_list]
     return paths, names
 
@@ -90,7 +89,7 @@ def _teacher_paths(args, num_labels: int, output_dir: str, seed: int, log) -> tu
 def make_student(args, teacher, seed: int, log=print):
     """The student and how it was initialised (for the compression record)."""
     if args.student:
-        student, copied = load_student(args.student, teacher.config.num_labels, teacher, args.trust_remote_code,
+        student, copied = load_student(args.student_path, teacher.config.num_labels, teacher, args.trust_remote_code,
                                        head=args.student_head, log=log)
         return student, {"from": display_name(args.student), **({"head_from_teacher": copied} if copied else {})}
     shape = dict(num_layers=args.student_layers if args.layer_ids is None else None, layer_ids=args.layer_ids,
@@ -116,7 +115,7 @@ def describe_shape(model) -> dict:
 def run_distillation(args, config: DistillationConfig, log=print) -> dict:
     """Runs the whole job and returns the metrics written to `<output_dir>/metrics.json`."""
     output_dir = prepare_output_dir(config.output_dir)
-    tokenizer = load_tokenizer(args.teacher, trust_remote_code=args.trust_remote_code)
+    tokenizer = load_tokenizer(args.teacher_path, trust_remote_code=args.trust_remote_code)
     dsd, info = load_task(args.task, text_column=args.text_column, text_pair_column=args.text_pair_column,
                           label_column=args.label_column, max_train_examples=args.max_train_examples,
                           max_eval_examples=args.max_eval_examples)
@@ -132,13 +131,13 @@ def run_distillation(args, config: DistillationConfig, log=print) -> dict:
         teacher = TeacherEnsemble([teacher] + [_load_teacher(p, info.num_labels, args.trust_remote_code) for p in teacher_paths[1:]])
         for path in teacher_paths[1:]:
             if load_tokenizer(path, args.trust_remote_code).get_vocab() != tokenizer.get_vocab():
-                raise BertliteError(f"Teacher {path!r} uses another vocabulary than {display_name(args.teacher)}: the teachers of "
+                raise BertliteError(f"Teacher {path!r} uses another vocabulary than {args.teacher_name}: the teachers of "
                                     "an ensemble must share one tokenizer.")
         log(f"Teacher: an ensemble of {len(teacher_paths)} fine-tuned teachers (logits averaged; intermediate targets from the first).")
     anchor = teacher.anchor if len(teacher_paths) > 1 else teacher  # the single model the student is built from and timed against
     student, init = make_student(args, anchor, config.seed, log)
     if args.student:
-        check_same_vocabulary(student.config, teacher.config, load_tokenizer(args.student, args.trust_remote_code), tokenizer)
+        check_same_vocabulary(student.config, teacher.config, load_tokenizer(args.student_path, args.trust_remote_code), tokenizer)
     log(f"Teacher: {describe_shape(anchor)}")
     log(f"Student: {describe_shape(student)}")
 
@@ -177,10 +176,10 @@ def run_distillation(args, config: DistillationConfig, log=print) -> dict:
     student.config.architectures = [type(student).__name__]
     card_callback.save(output_dir)
 
-    record = CompressionConfig.load_or_new(None, base_model=display_name(args.teacher), task=info.name,
+    record = CompressionConfig.load_or_new(None, base_model=args.teacher_name, task=info.name,
                                            dataset=info.source, split_note=info.split_note)
     ensemble = teacher_names if len(teacher_paths) > 1 else None
-    record.add_step("distillation", teacher=display_name(args.teacher), **({"teacher_ensemble": ensemble} if ensemble else {}),
+    record.add_step("distillation", teacher=args.teacher_name, **({"teacher_ensemble": ensemble} if ensemble else {}),
                     student_shape=describe_shape(student),
                     student_init=init, **distillation_params(config),
                     **({"augmentation": augmentation} if augmentation else {}),
@@ -188,7 +187,7 @@ def run_distillation(args, config: DistillationConfig, log=print) -> dict:
     metrics = {"task": info.to_dict(),
                # labelled examples, and unlabeled ones (augmented / transfer set) learned from soft targets only
                "training_examples": {"labelled": len(dsd["train"]), "soft_targets_only": len(encoded["train"]) - len(dsd["train"])},
-               "teacher": {"model": display_name(args.teacher), **describe_shape(anchor)},
+               "teacher": {"model": args.teacher_name, **describe_shape(anchor)},
                "student": describe_shape(student)}
     log("Evaluating teacher and student on the test split...")
     metrics["teacher"]["test_accuracy"] = accuracy(teacher, tokenizer, dsd["test"], max_length=args.max_length, desc="Teacher test")

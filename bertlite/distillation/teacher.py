@@ -20,6 +20,11 @@ logger = logging.get_logger("bertlite")
 MARKER = "bertlite_teacher.json"
 
 
+def teacher_dir(output_dir: str, member: int = 0) -> str:
+    """Where a command fine-tunes its teacher (ensemble members: teacher-2, teacher-3, ...), reused on re-runs."""
+    return os.path.join(output_dir, "teacher" if member == 0 else f"teacher-{member + 1}")
+
+
 def has_task_head(name_or_path: str, num_labels: int) -> bool:
     """A teacher counts as fine-tuned when it was saved as a sequence classifier with the task's label count.
     A sequence classifier with another label count is a BertliteError: fine-tuning it would fail inside
@@ -41,17 +46,18 @@ SAMPLING = "group_by_length"
 
 def finetuned_teacher(teacher: str, task: str, output_dir: str, *, epochs: float = 2.0, learning_rate: float = 1e-4,
                       batch_size: int = 32, max_length: int = 128, seed: int = 42, max_train_examples: int | None = None,
-                      trust_remote_code: bool = False, log=print) -> str:
+                      trust_remote_code: bool = False, name: str | None = None, log=print) -> str:
     """Path of a teacher trained on `task`. A teacher that already has a head for the task is returned unchanged;
     otherwise it is fine-tuned into `output_dir` (resuming an interrupted fine-tune, reusing a finished one whose
-    recorded settings match)."""
+    recorded settings match). `name`: how logs and records call the teacher (default: its display name)."""
     dsd, info = load_task(task, max_train_examples=max_train_examples)
     source = resolve_model_name(teacher)
+    name = name or display_name(teacher)
     if has_task_head(source, info.num_labels):
-        log(f"Teacher {display_name(teacher)} already has a {info.num_labels}-label classification head: used as is.")
+        log(f"Teacher {name} already has a {info.num_labels}-label classification head: used as is.")
         return source
 
-    settings = {"teacher": display_name(teacher), "task": task, "epochs": epochs, "learning_rate": learning_rate,
+    settings = {"teacher": name, "task": task, "epochs": epochs, "learning_rate": learning_rate,
                 "batch_size": batch_size, "max_length": max_length, "seed": seed, "max_train_examples": max_train_examples,
                 "sampling": SAMPLING}
     marker = os.path.join(output_dir, MARKER)
@@ -63,9 +69,9 @@ def finetuned_teacher(teacher: str, task: str, output_dir: str, *, epochs: float
             return output_dir
         log(f"The teacher in {output_dir} was fine-tuned with other settings; fine-tuning again.")
 
-    log(f"Teacher {display_name(teacher)} has no trained head for {task}: fine-tuning it first "
+    log(f"Teacher {name} has no trained head for {task}: fine-tuning it first "
         f"({epochs:g} epochs, lr {learning_rate:g}, {len(dsd['train'])} examples) into {output_dir}.")
-    tokenizer = load_tokenizer(teacher, trust_remote_code=trust_remote_code)
+    tokenizer = load_tokenizer(source, trust_remote_code=trust_remote_code)
     torch.manual_seed(seed)
     model = load_model(source, head="classifier", num_labels=info.num_labels, trust_remote_code=trust_remote_code)
     if info.label_names:
