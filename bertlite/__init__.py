@@ -1,15 +1,12 @@
 """bertlite: make BERT models small and fast (distillation, pruning, int8 quantization, Hub publishing).
 
-`import bertlite` is cheap and has no side effects beyond two log filters (`_quiet`): torch and transformers load on
-first use of the names below, and the `bertlite` model type of pruned models is registered with transformers' Auto
-classes by bertlite's loaders (or `bertlite.modeling.register()`), not here.
+`import bertlite` is cheap and has no side effects: torch and transformers load on first use of the names below, and
+the `bertlite` model type of pruned models is registered with transformers' Auto classes by bertlite's loaders (or
+`import bertlite.modeling`), not here.
 """
 
-from . import _quiet
 from .errors import BertliteError
 from .record import VERSION as __version__
-
-_quiet.install()
 
 _LAZY = {
     "DistillationConfig": ("bertlite.distillation.config", "DistillationConfig"),

@@ -549,3 +549,17 @@ def test_pt2e_needs_a_quantized_model(tmp_path):
     save_quantized(quantize_model(tiny_model(), backend="torch"), tmp_path)
     with pytest.raises(BertliteError, match="compile="):
         load_quantized(tmp_path, compile="fast")
+
+
+def test_compiled_int8_leaves_process_wide_inductor_settings_alone():
+    import torch._inductor.config as inductor_config
+
+    from bertlite.quantization import compile_for_inference
+
+    before, precision = inductor_config.get_config_copy(), torch.get_float32_matmul_precision()
+    model = quantize_model(tiny_model())
+    compiled = compile_for_inference(model)
+    assert compiled.config is model.config  # attributes read through, as pipelines and cards need
+    assert compiled.flags.get("freezing") is True  # what it runs with
+    assert all(getattr(inductor_config, key) == before[key] for key in compiled.flags)  # ... and only then
+    assert torch.get_float32_matmul_precision() == precision

@@ -96,6 +96,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(argv: list[str] | None) -> int:
+    from .._quiet import install
+
+    install()  # drop two known, harmless log lines of optional dependencies (see bertlite._quiet)
     argv = list(sys.argv[1:] if argv is None else argv)
     commands = COMMANDS
     top = argparse.ArgumentParser(

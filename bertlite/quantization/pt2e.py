@@ -87,11 +87,10 @@ def _prime_inductor() -> None:
     x86 = _pt2e_api()[0]
     import torch._inductor.config as inductor_config
 
-    inductor_config.freezing = True
     example = (torch.randn(2, 16),)
     quantizer = x86.X86InductorQuantizer().set_global(x86.get_default_x86_inductor_quantization_config(is_dynamic=True))
     graph = _quantized_graph(nn.Sequential(nn.Linear(16, 16), nn.ReLU(), nn.Linear(16, 4)).eval(), example, quantizer)
-    with torch.no_grad():
+    with torch.no_grad(), inductor_config.patch(freezing=True):
         torch.compile(graph)(*example)
 
 
@@ -158,11 +157,12 @@ class Pt2eInt8Model(nn.Module):
             example = tuple(torch.ones(key, dtype=torch.long) for _ in self.input_names)
             converted = _quantized_graph(self._carrier, example, self._quantizer, strict=False)
             if self.compile:
-                import torch._inductor.config as inductor_config
+                from .backends.torchao_backend import InductorScoped
 
                 _prime_inductor()
-                inductor_config.freezing = True  # weights become constants: int8 Linear + rescale fuse into qlinear
-                converted = torch.compile(converted)
+                # Freezing: weights become constants, so int8 Linear + rescale fuse into qlinear; set only while the
+                # graph runs (each bucket's graph has one shape, so it compiles here, on this first call).
+                converted = InductorScoped(torch.compile(converted), {"freezing": True})
                 with torch.no_grad():
                     converted(*example)  # compile now, so the first real call is not the slow one
             logger.info("PT2E int8 graph for batch %d x %d ready in %.0f s", *key, time.perf_counter() - started)

@@ -24,6 +24,9 @@ MIN_TORCHAO = (0, 14)  # Int8Tensor (the "version 2" int8 config) appeared in 0.
 @contextmanager
 def _quiet_torchao_import():
     # torchao's CPU wheels try to load their CUDA kernel libraries at import and log one warning per library.
+    from ..._quiet import install
+
+    install()  # the same two known lines, also when torchao is imported later by other code
     logger = logging.getLogger("torchao")
     level = logger.level
     logger.setLevel(logging.ERROR)
@@ -95,16 +98,55 @@ class TorchaoBackend(Int8Backend):
         return quantized, (None if module.bias is None else module.bias.detach())
 
 
-def compile_for_inference(model: torch.nn.Module, dynamic: bool | None = None) -> torch.nn.Module:
-    """`torch.compile` with the inductor settings the int8 speedups were measured with: freezing (weights become
-    constants, so int8 matmul + rescale patterns fuse) plus torchao's recommended flags. These are process-wide
-    inductor settings. The first call with each new input shape compiles (20-40 s on 2 cores for bert-base)."""
+def inference_inductor_flags() -> dict:
+    """The inductor settings the int8 speedups were measured with: freezing (weights become constants, so int8
+    matmul + rescale patterns fuse) plus torchao's recommended flags, read off without leaving them set."""
     import torch._inductor.config as inductor_config
 
-    inductor_config.freezing = True
-    if importlib.util.find_spec("torchao") is not None:
-        with _quiet_torchao_import():
-            from torchao.quantization.utils import recommended_inductor_config_setter
-        recommended_inductor_config_setter()
+    before = inductor_config.get_config_copy()
+    precision = torch.get_float32_matmul_precision()
+    try:
+        inductor_config.freezing = True
+        if importlib.util.find_spec("torchao") is not None:
+            with _quiet_torchao_import():
+                from torchao.quantization.utils import recommended_inductor_config_setter
+            recommended_inductor_config_setter()
+        after = inductor_config.get_config_copy()
+    finally:
+        flags = {key: value for key, value in inductor_config.get_config_copy().items()
+                 if isinstance(value, (bool, int, float, str)) and before.get(key) != value}
+        for key in flags:
+            setattr(inductor_config, key, before[key])
+        torch.set_float32_matmul_precision(precision)
+    return {key: after[key] for key in flags}
+
+
+class InductorScoped(torch.nn.Module):
+    """A compiled module that runs with the inductor settings it needs and restores the process's own after every
+    call: inductor compiles lazily (on the first call with each new input shape), so the settings must be in force
+    at each call, not only when `torch.compile` is called. Attributes are read through to the original model."""
+
+    def __init__(self, compiled: torch.nn.Module, flags: dict):
+        super().__init__()
+        self.compiled = compiled
+        self.flags = flags
+
+    def forward(self, *args, **kwargs):
+        import torch._inductor.config as inductor_config
+
+        with inductor_config.patch(self.flags):
+            return self.compiled(*args, **kwargs)
+
+    def __getattr__(self, name):
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(self._modules["compiled"], name)
+
+
+def compile_for_inference(model: torch.nn.Module, dynamic: bool | None = None) -> torch.nn.Module:
+    """`torch.compile` with `inference_inductor_flags()`, in force only while the model runs (process-wide inductor
+    settings are left as they were). The first call with each new input shape compiles (20-40 s on 2 cores for
+    bert-base)."""
     model.eval()
-    return torch.compile(model, dynamic=dynamic)
+    return InductorScoped(torch.compile(model, dynamic=dynamic), inference_inductor_flags())
