@@ -31,7 +31,7 @@ def training_arguments(output_dir: str, *, distill: bool, epochs: float = defaul
     import torch
     from transformers import TrainingArguments
 
-    from ..distillation.config import DistillationConfig
+    from .. import DistillationConfig  # public names: they stay put while the distillation package moves
     from ..distillation.teacher import SAMPLING
 
     settings = dict(
@@ -61,7 +61,7 @@ def train(model: nn.Module, args, train_dataset, tokenizer, *, teacher: nn.Modul
     if teacher is None:
         trainer = Trainer(**common)
     else:
-        from ..distillation.trainer import DistillationTrainer
+        from .. import DistillationTrainer
 
         trainer = DistillationTrainer(teacher_model=teacher, **common)
     trainer.train()

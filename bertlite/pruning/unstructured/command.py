@@ -123,7 +123,7 @@ class _Evaluator:
 
 def _recover(model, args, tokenizer, train_dataset) -> dict:
     """Distil from --teacher, by default the unpruned model (fine-tuned on the task first if it has no head for it)."""
-    from ...distillation.teacher import finetuned_teacher
+    from ... import finetuned_teacher
 
     teacher_name = getattr(args, "teacher", None) or args.model
     teacher_path = finetuned_teacher(teacher_name, args.task, os.path.join(_output_dir(args), "teacher"),
