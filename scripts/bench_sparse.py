@@ -94,7 +94,7 @@ def run(args) -> dict:
     from bertlite.pruning.unstructured import copy_model, lottery_ticket, prune_weights
     from bertlite.pruning.unstructured.loading import fisher_batches
     from bertlite.pruning.unstructured.loading import load_model as load_pruning_model
-    from bertlite.pruning.unstructured.recovery import task_train_fn
+    from bertlite.pruning.recovery import task_train_fn
 
     start = time.time()
     folder = teacher_folder(args)

@@ -335,6 +335,7 @@ def test_cli_quantizes_a_folder(fp32_folder, tmp_path, capsys):
     assert code == 0
     printed = capsys.readouterr().out
     assert "int8 model (torch) written to" in printed and "label agreement" in printed
+    assert printed.splitlines()[-1] == f"Load it with: bertlite.load_compressed({str(out)!r})"
     assert is_quantized_folder(out) and (out / "tokenizer.json").exists() and (out / "fp32" / "model.safetensors").exists()
     history = CompressionConfig.from_pretrained(str(out))
     assert history.methods == ["distillation", "quantization"]

@@ -3,7 +3,6 @@
 import json
 import os
 import warnings
-from types import SimpleNamespace
 
 import pytest
 import torch
@@ -13,10 +12,11 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from bertlite import BertliteError
 from bertlite.record import CompressionConfig
 from bertlite.data import load_task
+from bertlite.cli.prune import PruneArguments
 from bertlite.loading import load_tokenizer
 from bertlite.pruning.unstructured import cli_run, find_targets, prune_weights
 from bertlite.pruning.unstructured.masking import effective_weight
-from bertlite.pruning.unstructured.recovery import task_train_fn
+from bertlite.pruning.recovery import task_train_fn
 
 
 @pytest.fixture(scope="module")
@@ -39,14 +39,14 @@ def tiny_classifier(tmp_path_factory, tokenizer):
 
 
 def _args(model, output_dir, **overrides):
-    """The fields of bertlite.cli.prune.PruneArguments that weight pruning reads, plus recovery_steps."""
+    """The prune command's arguments, as `bertlite prune` parses them, for quick runs."""
     values = dict(model=model, output_dir=str(output_dir), method="magnitude", sparsity=0.5, scope="global",
                   iterations=None, rewind_step=0, include_embeddings=False, include_classifier=False, recover=False,
                   teacher=None, task=None, seed=0, epochs=1.0, learning_rate=5e-5, batch_size=8, max_length=32,
                   max_train_examples=64, max_eval_examples=32, evaluate=True, importance_examples=8,
                   trust_remote_code=False, recovery_steps=2)
     values.update(overrides)
-    return SimpleNamespace(**values)
+    return PruneArguments(**values)
 
 
 def test_recovery_training_with_trainer_keeps_pruned_weights_zero(tokenizer, tmp_path):
@@ -62,7 +62,7 @@ def test_recovery_training_with_trainer_keeps_pruned_weights_zero(tokenizer, tmp
         after = effective_weight(module)
         assert torch.all(after[masks[name] == 0] == 0), name
         assert not torch.equal(after, before[name]), f"{name} was not trained"
-    assert not os.path.exists(tmp_path / "recovery" / "checkpoint-3")  # no checkpoints with masked parametrisation
+    assert not os.path.exists(tmp_path / "recovery")  # no checkpoints with masked parametrisation, no empty folder
 
 
 @pytest.mark.parametrize("method,extra", [("synflow", dict(iterations=5)),
@@ -103,7 +103,11 @@ def test_cli_run_saves_plain_sparse_model_with_report_and_history(tiny_classifie
         assert step["rewind_step"] == 1 and step["iterations"] == 2
     if recovered:  # recovery distils from the unpruned model unless a teacher is given
         assert record.steps[-1].params["purpose"] == "recovery after weight pruning"
-        assert record.steps[-1].params["max_steps"] == 2 and "temperature" in record.steps[-1].params
+        recovery = record.steps[-1].params
+        assert recovery["max_steps"] == 2 and "temperature" in recovery
+        # the recovery settings structured pruning uses too (bertlite.pruning.recovery)
+        assert (recovery["attention_weight"], recovery["weight_decay"], recovery["train_sampling_strategy"]) == (
+            0.0, 0.01, "group_by_length")
 
 
 def test_cli_run_explains_missing_task_and_bad_values(tiny_classifier, tmp_path):

@@ -10,7 +10,7 @@ import textwrap
 
 import pytest
 import torch
-from structured_fixtures import HEADS, LAYERS, VOCAB, removed_parameter_count, tiny_classifier, tiny_inputs
+from structured_fixtures import HEAD_SIZE, HEADS, LAYERS, VOCAB, removed_parameter_count, tiny_classifier, tiny_inputs
 from transformers import AutoModelForSequenceClassification, BertForMaskedLM, BertModel
 
 import bertlite  # noqa: F401  (registers the Auto classes)
@@ -123,6 +123,39 @@ def test_save_and_reload_with_auto_class_gives_identical_logits(tmp_path):
     inputs = tiny_inputs()
     with torch.no_grad():
         torch.testing.assert_close(reloaded(**inputs).logits, pruned(**inputs).logits, atol=0, rtol=0)
+
+
+def test_layers_are_bert_modules_with_pruned_linear_shapes():
+    """The layers are built by BERT's constructors (scaling, layer index, causality come from transformers)."""
+    pruned = prune_model(tiny_classifier(), heads={1: list(range(HEADS))}, ffn=FFN_PLAN)
+    for i, layer in enumerate(pruned.bert.encoder.layer):
+        attention = layer.attention.self
+        assert (attention.layer_idx, attention.is_causal, attention.scaling) == (i, False, HEAD_SIZE**-0.5)
+        assert attention.query.out_features == attention.all_head_size == attention.num_attention_heads * HEAD_SIZE
+        assert layer.output.dense.in_features == layer.intermediate.dense.out_features == pruned.config.layer_intermediate_sizes[i]
+    assert pruned.bert.encoder.layer[1].attention.output.dense.in_features == 0
+
+
+def test_pruned_folder_and_its_int8_copy_load_with_load_compressed(tmp_path):
+    """A pruned folder (one layer without attention) reloads through bertlite's one loader with identical logits,
+    and so does its int8 copy (the empty attention projections stay fp32: nothing to quantize)."""
+    from bertlite import load_compressed
+    from bertlite.quantization import load_quantized, quantize_model, save_quantized
+
+    pruned = prune_model(tiny_classifier(), heads={1: list(range(HEADS)), 2: [0]}, ffn=FFN_PLAN).eval()
+    pruned.save_pretrained(tmp_path / "pruned")
+    inputs = tiny_inputs()
+    with torch.no_grad():
+        torch.testing.assert_close(load_compressed(str(tmp_path / "pruned"))(**inputs).logits, pruned(**inputs).logits,
+                                   atol=0, rtol=0)
+    int8 = quantize_model(load_compressed(str(tmp_path / "pruned")))
+    assert "bert.encoder.layer.1.attention.output.dense" in int8.bertlite_quantization.fp32_linear_modules
+    save_quantized(int8, tmp_path / "int8")
+    reloaded = load_compressed(str(tmp_path / "int8"))
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded(**inputs).logits, int8(**inputs).logits, atol=0, rtol=0)
+        torch.testing.assert_close(load_quantized(tmp_path / "int8")(**inputs).logits, int8(**inputs).logits, atol=0, rtol=0)
+        torch.testing.assert_close(int8(**inputs).logits, pruned(**inputs).logits, atol=0.05, rtol=0)
 
 
 def test_copied_modeling_code_is_self_contained():

@@ -73,5 +73,5 @@ def run(args: QuantizeArguments) -> int:
     print(f"int8 model ({args.backend}) written to {output_dir} ({folder_size_mb(output_dir):.1f} MB of weights)")
     if report is not None:
         print(report.summary())
-    print(f"Load it with: bertlite.quantization.load_quantized({output_dir!r})")
+    print(f"Load it with: bertlite.load_compressed({output_dir!r})")
     return 0

@@ -1,12 +1,12 @@
 """Bertlite models: BERT in which every layer keeps its own number of attention heads and its own FFN width.
 
-Built from transformers' BERT modules. Only the constructors differ (they take per-layer sizes from
-`BertliteConfig`); every forward pass is BERT's own, so the attention backends (eager, SDPA, ...),
-`output_attentions`/`output_hidden_states` and the task heads behave exactly as in BERT.
+Built by transformers' own BERT constructors: `BertliteEncoder` builds BERT's encoder from the config and then gives
+every layer its pruned sizes by swapping its Linear layers for narrower ones (`_resize_layer`). Everything else --
+attention scaling, causality flags, layer indices, the attention backends (eager, SDPA, ...),
+`output_attentions`/`output_hidden_states`, the task heads -- is BERT's own, so upstream changes flow in.
 
-Why the attention classes need their own constructors: `BertSelfAttention` derives the head size as
-`hidden_size / num_attention_heads`. After pruning, a layer has fewer heads of the *same* width, so
-`heads * head_size != hidden_size`; here the head size comes from the config and the head count from the layer.
+What pruning changes: a layer has fewer heads of the *same* width, so `heads * head_size != hidden_size`; the head
+width comes from the config (that of the unpruned model) and the head count from the layer.
 
 This file is self-contained on purpose (it imports only torch and transformers): it is copied next to the weights of
 every saved bertlite model so that `trust_remote_code=True` can load it without bertlite installed.
@@ -15,10 +15,7 @@ every saved bertlite model so that `trust_remote_code=True` can load it without 
 import warnings
 
 from torch import nn
-from transformers.activations import ACT2FN
-from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.models.bert.modeling_bert import (
-    BertAttention,
     BertEmbeddings,
     BertEncoder,
     BertForMaskedLM,
@@ -26,15 +23,12 @@ from transformers.models.bert.modeling_bert import (
     BertForQuestionAnswering,
     BertForSequenceClassification,
     BertForTokenClassification,
-    BertIntermediate,
     BertLayer,
     BertModel,
     BertOnlyMLMHead,
-    BertOutput,
     BertPooler,
     BertPreTrainedModel,
     BertSelfAttention,
-    BertSelfOutput,
 )
 
 from .configuration_bertlite import BertliteConfig
@@ -50,22 +44,7 @@ def _linear(in_features: int, out_features: int) -> nn.Linear:
 
 
 class BertliteSelfAttention(BertSelfAttention):
-    """BERT self-attention with `num_heads` heads of `config.attention_head_size` each; 0 heads is allowed."""
-
-    def __init__(self, config: BertliteConfig, num_heads: int, layer_idx: int | None = None):
-        nn.Module.__init__(self)
-        self.config = config  # shared with the model, so set_attn_implementation() reaches every layer
-        self.num_attention_heads = num_heads
-        self.attention_head_size = config.attention_head_size
-        self.all_head_size = num_heads * config.attention_head_size
-        self.scaling = config.attention_head_size**-0.5
-        self.query = _linear(config.hidden_size, self.all_head_size)
-        self.key = _linear(config.hidden_size, self.all_head_size)
-        self.value = _linear(config.hidden_size, self.all_head_size)
-        self.dropout = nn.Dropout(config.attention_probs_dropout_prob)
-        self.is_decoder = False
-        self.is_causal = False
-        self.layer_idx = layer_idx
+    """BERT's self-attention (built by BERT's constructor); only a layer without heads needs its own forward."""
 
     def forward(self, hidden_states, attention_mask=None, cache=None, **kwargs):
         if self.num_attention_heads == 0:
@@ -76,65 +55,37 @@ class BertliteSelfAttention(BertSelfAttention):
         return super().forward(hidden_states, attention_mask=attention_mask, cache=cache, **kwargs)
 
 
-class BertliteSelfOutput(BertSelfOutput):
-    """BERT's attention output projection, reading `num_heads * head_size` features instead of `hidden_size`."""
-
-    def __init__(self, config: BertliteConfig, num_heads: int):
-        nn.Module.__init__(self)
-        self.dense = _linear(num_heads * config.attention_head_size, config.hidden_size)
-        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
-
-
-class BertliteAttention(BertAttention):
-    def __init__(self, config: BertliteConfig, num_heads: int, layer_idx: int | None = None):
-        nn.Module.__init__(self)
-        self.is_cross_attention = False
-        self.self = BertliteSelfAttention(config, num_heads, layer_idx=layer_idx)
-        self.output = BertliteSelfOutput(config, num_heads)
-
-
-class BertliteIntermediate(BertIntermediate):
-    def __init__(self, config: BertliteConfig, size: int):
-        nn.Module.__init__(self)
-        self.dense = _linear(config.hidden_size, size)
-        self.intermediate_act_fn = ACT2FN[config.hidden_act] if isinstance(config.hidden_act, str) else config.hidden_act
-
-
-class BertliteOutput(BertOutput):
-    def __init__(self, config: BertliteConfig, size: int):
-        nn.Module.__init__(self)
-        self.dense = _linear(size, config.hidden_size)
-        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
-
-
-class BertliteLayer(BertLayer):
-    """One encoder layer with the head count and FFN width that the config lists for `layer_idx`."""
-
-    def __init__(self, config: BertliteConfig, layer_idx: int):
-        GradientCheckpointingLayer.__init__(self)
-        self.chunk_size_feed_forward = config.chunk_size_feed_forward
-        self.seq_len_dim = 1
-        self.attention = BertliteAttention(config, config.layer_num_attention_heads[layer_idx], layer_idx=layer_idx)
-        self.is_decoder = False
-        self.add_cross_attention = False
-        self.intermediate = BertliteIntermediate(config, config.layer_intermediate_sizes[layer_idx])
-        self.output = BertliteOutput(config, config.layer_intermediate_sizes[layer_idx])
+def _resize_layer(layer: BertLayer, config: BertliteConfig, layer_idx: int) -> None:
+    """Give a layer built by BERT's constructor the head count and FFN width that the config lists for `layer_idx`."""
+    heads, ffn = config.layer_num_attention_heads[layer_idx], config.layer_intermediate_sizes[layer_idx]
+    attention = BertliteSelfAttention(config, is_causal=layer.attention.self.is_causal, layer_idx=layer_idx)
+    if attention.attention_head_size != config.attention_head_size:  # a head width set explicitly in the config
+        attention.attention_head_size = config.attention_head_size
+        attention.scaling = config.attention_head_size**-0.5
+    attention.num_attention_heads = heads
+    attention.all_head_size = width = heads * config.attention_head_size
+    for name in ("query", "key", "value"):
+        setattr(attention, name, _linear(config.hidden_size, width))
+    layer.attention.self = attention
+    layer.attention.output.dense = _linear(width, config.hidden_size)
+    layer.intermediate.dense = _linear(config.hidden_size, ffn)
+    layer.output.dense = _linear(ffn, config.hidden_size)
 
 
 class BertliteEncoder(BertEncoder):
+    """BERT's encoder with every layer resized to its pruned shape."""
+
     def __init__(self, config: BertliteConfig):
-        nn.Module.__init__(self)
-        self.config = config
-        self.layer = nn.ModuleList([BertliteLayer(config, layer_idx=i) for i in range(config.num_hidden_layers)])
+        super().__init__(config)
+        for i, layer in enumerate(self.layer):
+            _resize_layer(layer, config, i)
 
 
 class BertlitePreTrainedModel(BertPreTrainedModel):
     config: BertliteConfig
     config_class = BertliteConfig
     base_model_prefix = "bert"
-    _no_split_modules = ["BertEmbeddings", "BertliteLayer"]
+    _no_split_modules = ["BertEmbeddings", "BertLayer"]
 
 
 # The task models below repeat their BERT parent's constructor with the backbone swapped for BertliteModel; forward,
@@ -209,7 +160,6 @@ __all__ = [
     "BertliteForQuestionAnswering",
     "BertliteForSequenceClassification",
     "BertliteForTokenClassification",
-    "BertliteLayer",
     "BertliteModel",
     "BertlitePreTrainedModel",
 ]

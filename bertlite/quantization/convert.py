@@ -59,7 +59,8 @@ def split_linears(model: torch.nn.Module, keep_fp32) -> tuple[list[str], list[st
         if pattern not in DEFAULT_KEEP_FP32 and not any(matches_any(n, [pattern]) for n in names):
             example = ", ".join(names[:3])
             raise BertliteError(f"--keep-fp32 pattern {pattern!r} matches no Linear layer. Layer names look like: {example}.")
-    kept = [n for n in names if matches_any(n, keep_fp32)]
+    # A Linear without weights (structured pruning removed a whole attention or FFN block) has nothing to quantize.
+    kept = [n for n in names if matches_any(n, keep_fp32) or not model.get_submodule(n).weight.numel()]
     return [n for n in names if n not in kept], kept
 
 

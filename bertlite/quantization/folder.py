@@ -20,10 +20,14 @@ def load_fp32_model(name_or_path: str):
     return load_model(name_or_path)
 
 
-def default_output_dir(name_or_path: str) -> str:
-    base = os.path.basename(os.path.normpath(str(name_or_path))) if os.path.isdir(str(name_or_path)) else str(name_or_path).replace("/", "--")
-    parent = os.path.dirname(os.path.normpath(str(name_or_path))) if os.path.isdir(str(name_or_path)) else "."
-    return os.path.join(parent, f"{base}-int8")
+def default_output_dir(name_or_path: str, suffix: str = "int8") -> str:
+    """Where a command writes when no --output_dir is given, the same rule for every command: next to the input
+    for a local folder (`runs/model` -> `runs/model-<suffix>`), in the current folder for a Hub id or alias
+    (`org/model` -> `./org--model-<suffix>`)."""
+    name = str(name_or_path)
+    if os.path.isdir(name):
+        return f"{os.path.normpath(name)}-{suffix}"
+    return os.path.join(".", f"{name.replace('/', '--')}-{suffix}")
 
 
 def check_data(task: str | None, split: str = "test", max_examples: int | None = None):

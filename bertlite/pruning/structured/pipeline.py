@@ -9,6 +9,7 @@ import torch
 
 from ...errors import BertliteError
 from ...evaluation import count_parameters
+from .. import defaults, recovery
 from .api import check_feasible, prune
 from .gates import layer_shapes
 from .surgery import describe_shapes
@@ -22,22 +23,19 @@ def importance_loader(tokenized_train, tokenizer, examples: int, batch_size: int
     return DataLoader(subset, batch_size=batch_size, collate_fn=DataCollatorWithPadding(tokenizer))
 
 
-DEFAULT_EPOCHS = 2.0
-DEFAULT_IMPORTANCE_EXAMPLES = 1024
-
-
 def run_structured(args) -> str:
     """Run `bertlite prune` for structured pruning (`args`: bertlite.cli.prune.PruneArguments). Returns the output folder."""
     from transformers import set_seed
 
-    from ...record import CompressionConfig
-    from ...distillation.job import distillation_params
     from ...data import load_task, tokenize
     from ...evaluation import accuracy
     from ...loading import display_name, load_model, load_tokenizer, resolve_model_name
+    from ...quantization.folder import default_output_dir
+    from ...record import CompressionConfig
 
     set_seed(args.seed)
-    output_dir = args.output_dir or f"{os.path.basename(os.path.normpath(args.model))}-pruned"
+    output_dir = args.output_dir or default_output_dir(args.model, "pruned")
+    importance_examples = args.importance_examples or defaults.IMPORTANCE_EXAMPLES
     dsd, info = load_task(args.task, max_train_examples=args.max_train_examples, max_eval_examples=args.max_eval_examples)
     if info.is_regression:
         raise BertliteError(f"Task {info.name!r} is a regression task; `bertlite prune` handles classification tasks.")
@@ -61,12 +59,11 @@ def run_structured(args) -> str:
     training = {}
     if args.schedule == "gradual":
         pruned, plan_summary, config = _gradual(args, model, tokenizer, tokenized, recovery_dir)
-        training = {"teacher": display_name(args.teacher or args.model), **distillation_params(config)}
+        training = {"teacher": display_name(args.teacher or args.model), **recovery.recorded(config)}
     else:
         batches = None
         if args.criterion != "magnitude":
-            batches = importance_loader(tokenized["train"], tokenizer, args.importance_examples or DEFAULT_IMPORTANCE_EXAMPLES,
-                                        args.batch_size, args.seed)
+            batches = importance_loader(tokenized["train"], tokenizer, importance_examples, args.batch_size, args.seed)
         result = prune(model, heads=args.heads, ffn=args.ffn, criterion=args.criterion, scope=args.scope, batches=batches,
                        min_heads_per_layer=args.min_heads_per_layer, min_ffn_per_layer=args.min_ffn_per_layer)
         pruned = result.model
@@ -75,16 +72,12 @@ def run_structured(args) -> str:
         evaluate(pruned, "pruned")
         if args.recover:
             teacher = _teacher(args, model, info.num_labels)
-            from .recovery import distill, recovery_config
-
-            config = recovery_config(recovery_dir, **training_settings(args))
-            pruned = distill(pruned, teacher, tokenizer, tokenized, config).model
-            training = {"teacher": display_name(args.teacher or args.model), **distillation_params(config)}
+            config = recovery.training_arguments(recovery_dir, distill=True, **training_settings(args))
+            pruned = recovery.train(pruned, config, tokenized["train"], tokenizer, teacher=teacher).model
+            training = {"teacher": display_name(args.teacher or args.model), **recovery.recorded(config)}
     if args.recover or args.schedule == "gradual":
         evaluate(pruned, "recovered")
 
-    if os.path.isdir(recovery_dir) and not os.listdir(recovery_dir):
-        os.rmdir(recovery_dir)  # training saved no checkpoint there
     after_shapes, params_after = layer_shapes(pruned), count_parameters(pruned)
     pruned.save_pretrained(output_dir)
     tokenizer.save_pretrained(output_dir)
@@ -94,7 +87,7 @@ def run_structured(args) -> str:
     record.add_step("structured_pruning", heads=args.heads, ffn=args.ffn, criterion=args.criterion, scope=args.scope,
                     schedule=args.schedule, min_heads_per_layer=args.min_heads_per_layer,
                     min_ffn_per_layer=args.min_ffn_per_layer,
-                    importance_examples=None if args.criterion == "magnitude" else args.importance_examples or DEFAULT_IMPORTANCE_EXAMPLES,
+                    importance_examples=None if args.criterion == "magnitude" else importance_examples,
                     removed=plan_summary, layer_num_attention_heads=[s.heads for s in after_shapes],
                     layer_intermediate_sizes=[s.ffn for s in after_shapes], parameters_before=params_before,
                     parameters_after=params_after)
@@ -111,11 +104,9 @@ def run_structured(args) -> str:
 
 
 def training_settings(args) -> dict:
-    settings = dict(epochs=args.epochs or DEFAULT_EPOCHS, learning_rate=args.learning_rate, batch_size=args.batch_size,
-                    seed=args.seed)
-    if getattr(args, "recovery_steps", -1) > 0:
-        settings["max_steps"] = args.recovery_steps
-    return settings
+    """The command's recovery options as `recovery.training_arguments` takes them."""
+    return dict(epochs=args.epochs, max_steps=args.recovery_steps, learning_rate=args.learning_rate,
+                batch_size=args.batch_size, seed=args.seed)
 
 
 def _teacher(args, unpruned, num_labels: int):
@@ -130,7 +121,6 @@ def _teacher(args, unpruned, num_labels: int):
 def _gradual(args, model, tokenizer, tokenized, recovery_dir):
     """Distil a copy of the model from the unpruned one while GradualPruningCallback masks units, then cut them out."""
     from .callback import GradualPruningCallback
-    from .recovery import distill, recovery_config
 
     if args.criterion != "magnitude" and not len(tokenized["train"]):
         raise BertliteError("Gradual pruning needs training data.")
@@ -138,8 +128,8 @@ def _gradual(args, model, tokenizer, tokenized, recovery_dir):
     student = copy.deepcopy(model)
     callback = GradualPruningCallback(heads=args.heads, ffn=args.ffn, criterion=args.criterion, scope=args.scope,
                                       min_heads_per_layer=args.min_heads_per_layer, min_ffn_per_layer=args.min_ffn_per_layer)
-    config = recovery_config(recovery_dir, **training_settings(args))
-    trainer = distill(student, teacher, tokenizer, tokenized, config, callbacks=[callback])
+    config = recovery.training_arguments(recovery_dir, distill=True, **training_settings(args))
+    trainer = recovery.train(student, config, tokenized["train"], tokenizer, teacher=teacher, callbacks=[callback])
     gates_plan = {"heads": {str(k): v for k, v in callback.gates.masked_heads().items() if v},
                   "ffn_removed_per_layer": [len(v) for _, v in sorted(callback.gates.masked_neurons().items())],
                   "history": callback.history}

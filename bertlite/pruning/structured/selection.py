@@ -45,13 +45,13 @@ def check_target(value: float | int | None, option: str = "target") -> None:
     """Reject values that are neither a fraction in [0, 1) nor a whole count >= 1 (independent of the model)."""
     if value is None:
         return
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise BertliteError(f"{option} must be a number (a fraction below 1 or a whole count), got {value!r}.")
     if value < 0:
         raise BertliteError(f"{option} must be >= 0 (a fraction below 1, or a whole count), got {value}.")
-    if value >= 1 and float(value) != int(value):
-        raise BertliteError(f"{option}={value} is neither a fraction (0 <= x < 1) nor a whole count; "
-                            f"use e.g. {value / math.ceil(value):.2f} for a fraction or {int(value)} for a count.")
+    if value >= 1 and not isinstance(value, int):  # 2.5 means nothing, and 1.0 could be read either way
+        raise BertliteError(f"{option}={value} is neither a fraction (0 <= x < 1) nor a whole count: give a count as an "
+                            f"integer (e.g. {int(value)}) or a fraction below 1 (e.g. 0.25).")
 
 
 def resolve_target(value: float | int | None, total: int, unit: str, option: str = "target") -> int:

@@ -1,10 +1,7 @@
 """`bertlite prune --method magnitude|lth|obd|synflow`: the command-line run of weight-level pruning.
 
-`run(args)` takes the prune command's parsed `PruneArguments` (bertlite/cli/prune.py). Fields used: model, output_dir,
-method, sparsity, scope, iterations, rewind_step, include_embeddings, include_classifier, recover, teacher, task,
-seed, epochs, learning_rate, batch_size, max_length, max_train_examples, max_eval_examples, evaluate,
-importance_examples, trust_remote_code. A few optional ones are read with defaults (see OPTIONAL_DEFAULTS), so any
-object with these attributes works.
+`run(args)` takes the prune command's parsed `PruneArguments` (bertlite/cli/prune.py); `None` in iterations or
+importance_examples means the method's own default (bertlite.pruning.defaults).
 """
 
 from __future__ import annotations
@@ -12,34 +9,14 @@ from __future__ import annotations
 import os
 import warnings
 
-from ...record import CompressionConfig
 from ...errors import BertliteError
 from ...loading import display_name, load_tokenizer, resolve_model_name
+from ...record import CompressionConfig
+from .. import defaults
+from ..recovery import task_train_fn
 from .api import DEFAULT_ITERATIONS, prune_weights, remove_masks, validate
 from .loading import fisher_batches, load_model
 from .lottery import snapshot
-from .recovery import task_train_fn
-
-OPTIONAL_DEFAULTS = {
-    "epochs": 1.0,  # training epochs of recovery and of every retraining round (lth, iterative magnitude)
-    "recovery_steps": -1,  # when > 0: optimizer steps per recovery/retraining run instead of epochs
-    "learning_rate": 5e-5,
-    "batch_size": 32,
-    "max_length": 128,
-    "max_train_examples": None,
-    "max_eval_examples": None,
-    "evaluate": True,  # test accuracy before pruning, after pruning and after recovery
-    "importance_examples": 256,  # OBD: examples whose squared gradients estimate the Fisher diagonal
-    "obd_batch_size": 1,  # OBD: examples per gradient (1 = per-sample empirical Fisher)
-    "allow_layer_collapse": False,  # warn instead of refusing when a layer would be fully pruned
-    "trust_remote_code": False,
-    "seed": 42,
-}
-
-
-def _option(args, name: str):
-    value = getattr(args, name, None)
-    return OPTIONAL_DEFAULTS[name] if value is None else value
 
 
 def _needs_task(method: str, iterations: int, recover: bool) -> str | None:
@@ -56,15 +33,20 @@ def _needs_task(method: str, iterations: int, recover: bool) -> str | None:
 
 def _train_fn(args, tokenizer, train_dataset, **overrides):
     """The task training function with the command's options (recovery, retraining rounds, rewind warm-up)."""
-    settings = dict(epochs=float(_option(args, "epochs")), max_steps=int(_option(args, "recovery_steps")),
-                    learning_rate=float(_option(args, "learning_rate")), batch_size=int(_option(args, "batch_size")),
-                    max_length=int(_option(args, "max_length")), seed=int(_option(args, "seed")))
+    settings = dict(epochs=args.epochs, max_steps=args.recovery_steps, learning_rate=args.learning_rate,
+                    batch_size=args.batch_size, max_length=args.max_length, seed=args.seed)
     settings.update(overrides)
     return task_train_fn(tokenizer, train_dataset, _output_dir(args), **settings)
 
 
 def _output_dir(args) -> str:
-    return args.output_dir or f"{os.path.basename(os.path.normpath(args.model))}-pruned"
+    from ...quantization.folder import default_output_dir
+
+    return args.output_dir or default_output_dir(args.model, "pruned")
+
+
+def _obd_examples(args) -> int:
+    return args.importance_examples or defaults.OBD_EXAMPLES
 
 
 def run(args) -> int:
@@ -79,39 +61,37 @@ def run(args) -> int:
         warnings.warn(f"SynFlow with {iterations} iteration(s): the paper's layer-collapse guarantee needs many "
                       f"(default {DEFAULT_ITERATIONS['synflow']}); pass --iterations {DEFAULT_ITERATIONS['synflow']}.",
                       stacklevel=2)
-    recover, task, seed = bool(args.recover), args.task, int(_option(args, "seed"))
+    recover, task, seed = bool(args.recover), args.task, args.seed
     reason = _needs_task(method, iterations, recover)
     if reason and not task:
         raise BertliteError(f"Pass --task (e.g. --task rotten_tomatoes): {reason}.")
     set_seed(seed)
-    remote = bool(_option(args, "trust_remote_code"))
+    remote = bool(args.trust_remote_code)
 
     tokenizer = load_tokenizer(args.model, trust_remote_code=remote)
-    dsd, info = load_task(task, max_train_examples=_option(args, "max_train_examples"),
-                          max_eval_examples=_option(args, "max_eval_examples")) if task else (None, None)
+    dsd, info = load_task(task, max_train_examples=args.max_train_examples,
+                          max_eval_examples=args.max_eval_examples) if task else (None, None)
     if info is not None and info.is_regression:
         raise BertliteError(f"Task {info.name!r} is a regression task; weight pruning here handles classification tasks.")
     model = load_model(args.model, info.num_labels if info else None, remote)
-    max_length = int(_option(args, "max_length"))
     metrics = _Evaluator(args, tokenizer, dsd)
     metrics(model, "before")
     train_fn = _train_fn(args, tokenizer, dsd["train"]) if task else None
     rewind_state = None
-    rewind_step = int(getattr(args, "rewind_step", 0) or 0)
+    rewind_step = args.rewind_step
     if method == "lth" and rewind_step > 0:
         print(f"Training {rewind_step} steps to the rewind point (Frankle et al. 2019)")
         _train_fn(args, tokenizer, dsd["train"], max_steps=rewind_step)(model)
         rewind_state = snapshot(model)
     data = None
     if method == "obd":
-        data = fisher_batches(tokenizer, dsd["train"], int(_option(args, "importance_examples")),
-                              int(_option(args, "obd_batch_size")), max_length, seed)
+        data = fisher_batches(tokenizer, dsd["train"], _obd_examples(args), args.obd_batch_size, args.max_length, seed)
 
     print(f"Pruning {display_name(args.model)} to {sparsity:.0%} sparsity with {method} ({scope}, {iterations} iteration(s))")
     report = prune_weights(model, method, sparsity, scope=scope, iterations=iterations,
                            include_embeddings=bool(args.include_embeddings), include_classifier=bool(args.include_classifier),
                            train_fn=train_fn, data=data, rewind_state=rewind_state,
-                           on_collapse="warn" if _option(args, "allow_layer_collapse") else "error")
+                           on_collapse="warn" if args.allow_layer_collapse else "error")
     print(report.table())
     metrics(model, "pruned")
     recovery = None
@@ -126,7 +106,7 @@ class _Evaluator:
     """Test accuracy at each stage, when the command evaluates (the same keys structured pruning records)."""
 
     def __init__(self, args, tokenizer, dsd):
-        self.enabled = bool(_option(args, "evaluate")) and dsd is not None
+        self.enabled = bool(args.evaluate) and dsd is not None
         self.args, self.tokenizer, self.dsd = args, tokenizer, dsd
         self.values = {"split": "test", "examples": len(dsd["test"])} if self.enabled else {}
 
@@ -135,22 +115,22 @@ class _Evaluator:
             return
         from ...evaluation import accuracy
 
-        value = accuracy(model, self.tokenizer, self.dsd["test"], batch_size=int(_option(self.args, "batch_size")),
-                         max_length=int(_option(self.args, "max_length")), desc=f"Accuracy ({label})")
+        value = accuracy(model, self.tokenizer, self.dsd["test"], batch_size=self.args.batch_size,
+                         max_length=self.args.max_length, desc=f"Accuracy ({label})")
         self.values[f"accuracy_{label}"] = round(value, 4)
         print(f"test accuracy {label}: {value:.4f}")
 
 
 def _recover(model, args, tokenizer, train_dataset) -> dict:
     """Distil from --teacher, by default the unpruned model (fine-tuned on the task first if it has no head for it)."""
-    from ...distillation.teacher import finetuned_teacher
+    from ... import finetuned_teacher
 
     teacher_name = getattr(args, "teacher", None) or args.model
     teacher_path = finetuned_teacher(teacher_name, args.task, os.path.join(_output_dir(args), "teacher"),
-                                     max_length=int(_option(args, "max_length")), seed=int(_option(args, "seed")),
-                                     max_train_examples=_option(args, "max_train_examples"),
-                                     trust_remote_code=bool(_option(args, "trust_remote_code")))
-    teacher = load_model(teacher_path, model.config.num_labels, bool(_option(args, "trust_remote_code")))
+                                     max_length=args.max_length, seed=args.seed,
+                                     max_train_examples=args.max_train_examples,
+                                     trust_remote_code=args.trust_remote_code)
+    teacher = load_model(teacher_path, model.config.num_labels, args.trust_remote_code)
     train = _train_fn(args, tokenizer, train_dataset, teacher=teacher)
     train(model)
     return {"purpose": "recovery after weight pruning", "teacher": display_name(teacher_name), **train.settings}
@@ -172,17 +152,14 @@ def _save(model, tokenizer, report, args, iterations, rewind_step, recovery, met
     params = dict(pruning_method=args.method, sparsity=report.requested_sparsity, achieved_sparsity=report.sparsity,
                   scope=report.scope, iterations=iterations, include_embeddings=bool(args.include_embeddings),
                   include_classifier=bool(args.include_classifier), pruned_params=report.pruned_params,
-                  prunable_params=report.prunable_params, seed=int(_option(args, "seed")))
+                  prunable_params=report.prunable_params, seed=args.seed)
     if args.method == "lth":
         params["rewind_step"] = rewind_step
     if args.method == "obd":
-        params["importance_examples"] = int(_option(args, "importance_examples"))
+        params["importance_examples"] = _obd_examples(args)
     record.add_step("weight_pruning", **params)
     if recovery:
         record.add_step("distillation", **recovery)
     record.metrics["weight_pruning"] = {**metrics, "sparsity": report.sparsity, "model_sparsity": report.model_sparsity}
     record.save_pretrained(out)
-    recovery_dir = os.path.join(out, "recovery")
-    if os.path.isdir(recovery_dir) and not os.listdir(recovery_dir):
-        os.rmdir(recovery_dir)  # training saved no checkpoint there
     print(f"Saved the pruned model, tokenizer, {os.path.basename(report_path)} and compression_config.json to {out}")

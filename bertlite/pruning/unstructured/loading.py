@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import warnings
 
-
+from .. import defaults
 
 def load_model(name: str, num_labels: int | None = None, trust_remote_code: bool = False):
     """The model at `name`: its saved sequence classifier when it has one, a classifier with a new head when a task
@@ -20,8 +20,8 @@ def load_model(name: str, num_labels: int | None = None, trust_remote_code: bool
     return load(name, num_labels=num_labels, trust_remote_code=trust_remote_code)
 
 
-def fisher_batches(tokenizer, dataset, num_examples: int = 256, batch_size: int = 1, max_length: int = 128,
-                   seed: int = 0) -> list[dict]:
+def fisher_batches(tokenizer, dataset, num_examples: int = defaults.OBD_EXAMPLES, batch_size: int = defaults.OBD_BATCH_SIZE,
+                   max_length: int = defaults.MAX_LENGTH, seed: int = 0) -> list[dict]:
     """A seeded sample of labelled training examples as padded batches (batch_size 1: per-sample Fisher)."""
     from transformers import DataCollatorWithPadding
 
