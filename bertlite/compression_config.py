@@ -54,10 +54,13 @@ class CompressionConfig:
         return cls(**{k: v for k, v in values.items() if k in known})
 
     def save_pretrained(self, folder: str) -> str:
+        """Write the record atomically, secrets redacted: a record inherited from an older folder (prune or quantize
+        of it) must not carry a token forward."""
+        from .hub.metrics import write_json_redacted
+
         os.makedirs(folder, exist_ok=True)
         path = os.path.join(folder, CONFIG_NAME)
-        with open(path, "w") as f:
-            json.dump(self.to_dict(), f, indent=2)
+        write_json_redacted(path, self.to_dict())
         return path
 
     @classmethod

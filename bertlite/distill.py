@@ -3,7 +3,6 @@ with metrics. Usable from Python as `run_distillation(DistillArguments(...), Dis
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from dataclasses import asdict, dataclass, field
@@ -13,6 +12,7 @@ from transformers import AutoModelForSequenceClassification, DataCollatorWithPad
 from transformers.trainer_utils import get_last_checkpoint
 
 from .compression_config import CompressionConfig
+from .hub.metrics import write_json_redacted
 from .config import DistillationConfig
 from .data import load_task, tokenize
 from .errors import BertliteError
@@ -285,8 +285,7 @@ def run_distillation(args: DistillArguments, config: DistillationConfig, log=pri
     metrics["student"]["accuracy_vs_teacher"] = round(metrics["student"]["test_accuracy"] / max(metrics["teacher"]["test_accuracy"], 1e-9), 4)
     record.metrics = metrics
     record.save_pretrained(output_dir)
-    with open(os.path.join(output_dir, METRICS_FILE), "w") as f:
-        json.dump(metrics, f, indent=2)
+    write_json_redacted(os.path.join(output_dir, METRICS_FILE), metrics)
     log(summary_table(metrics))
     return metrics
 

@@ -4,7 +4,6 @@ task distillation starts from (`bertlite distill --student PATH`)."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import time
@@ -13,6 +12,7 @@ from dataclasses import dataclass, field
 from transformers.trainer_utils import IntervalStrategy, SaveStrategy, get_last_checkpoint
 
 from ..compression_config import CompressionConfig
+from ..hub.metrics import write_json_redacted
 from ..config import DistillationConfig
 from ..errors import BertliteError
 from ..models import display_name, load_tokenizer, resolve_model_name
@@ -148,8 +148,7 @@ def run_general_distillation(args, general: GeneralArguments, config: Distillati
                                                         "per_device_train_batch_size", "seed")})
     record.metrics = metrics
     record.save_pretrained(output_dir)
-    with open(os.path.join(output_dir, METRICS_FILE), "w") as f:
-        json.dump(metrics, f, indent=2)
+    write_json_redacted(os.path.join(output_dir, METRICS_FILE), metrics)
     g = metrics["general_distillation"]
     loss = (f"loss {g['first_logged_loss']:.3f} -> {g['last_logged_loss']:.3f}" if losses
             else f"loss not logged: fewer steps than --logging_steps {config.logging_steps:g}")

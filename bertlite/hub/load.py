@@ -7,7 +7,7 @@ import os
 from ..compression_config import CONFIG_NAME as COMPRESSION_CONFIG_NAME
 from ..errors import BertliteError
 from .errors import hub_errors
-from .folder import PICKLE_PATTERNS, UPLOAD_PATTERNS, ModelFolder
+from .folder import DOWNLOAD_PATTERNS, PICKLE_PATTERNS, ModelFolder
 from .formats import extra_file_patterns, select_format
 from .push import REPO_ID
 
@@ -32,7 +32,7 @@ def download_compressed(repo_id: str, *, revision: str | None = None, token: str
                 f"{repo_id!r} was not made by bertlite (no {COMPRESSION_CONFIG_NAME} at revision {revision or 'main'}): "
                 "load it with Transformers' `from_pretrained`."
             ) from err
-        return snapshot_download(repo_id, allow_patterns=[*UPLOAD_PATTERNS, *extra_file_patterns()],
+        return snapshot_download(repo_id, allow_patterns=[*DOWNLOAD_PATTERNS, *extra_file_patterns()],
                                  ignore_patterns=list(PICKLE_PATTERNS), **common)
 
 

@@ -184,7 +184,7 @@ def read_card_metrics(folder, compression=None) -> CardMetrics:
         teacher=ModelMetrics.parse(merged["teacher"], eval_split, batch),
         student=ModelMetrics.parse(merged["student"], eval_split, batch),
         eval_examples=examples if isinstance(examples, dict) else {}, seeds=merged.get("seeds"),
-        latency_setup=setup, command=merged.get("command"), sources=sources,
+        latency_setup=setup, command=redact_secrets(merged.get("command")), sources=sources,
     )
     if _is_number(merged.get("speedup")) and batch not in metrics.student.speedup:
         metrics.student.speedup[batch] = merged["speedup"]
@@ -202,20 +202,85 @@ def read_card_metrics(folder, compression=None) -> CardMetrics:
     return metrics
 
 
+# ----- secrets never leave this machine -----
+REDACTED = "***"
+# Hugging Face tokens wherever they appear (a command line, an environment value pasted into a setting...).
+_HF_TOKEN = re.compile(r"(?<![A-Za-z0-9])hf_[A-Za-z0-9]+")
+# An option or key is secret when one of its words ends with one of these: hub_token, api-key, password, apikey.
+# Word by word, so that --max_tokens or --tokenizer keep their (harmless) values in the reproducible command.
+_SECRET_WORD = re.compile(r"(token|password|passwd|secret|key)$", re.IGNORECASE)
+_QUOTED_OR_WORD = r"'[^']*'|\"[^\"]*\"|\S+"
+# `--name=value`, or `--name value` where the value does not itself look like an option.
+_OPTION_VALUE = re.compile(r"(?<![\w-])(?P<opt>--?(?P<name>[A-Za-z][\w-]*))"
+                           rf"(?:(?P<eq>=)(?P<v1>{_QUOTED_OR_WORD})|(?P<sp>\s+)(?P<v2>(?!-)(?:{_QUOTED_OR_WORD})))")
+# `NAME=value` as in an environment assignment (`HF_TOKEN=... bertlite push`).
+_ASSIGNMENT = re.compile(rf"(?<![\w.-])(?P<name>[A-Za-z_]\w*)=(?P<value>{_QUOTED_OR_WORD})")
+
+
+def is_secret_name(name: str) -> bool:
+    """Whether an option or JSON key names a secret (`--hub_token`, `api-key`, `PASSWORD`)."""
+    return any(_SECRET_WORD.search(word) for word in re.split(r"[-_.\s]+", name.lstrip("-")) if word)
+
+
+def _redact_text(text: str) -> str:
+    def option(m: re.Match) -> str:
+        if not is_secret_name(m["name"]):
+            return m[0]
+        return f"{m['opt']}={REDACTED}" if m["eq"] else f"{m['opt']}{m['sp']}{REDACTED}"
+
+    def assignment(m: re.Match) -> str:
+        return f"{m['name']}={REDACTED}" if is_secret_name(m["name"]) else m[0]
+
+    return _HF_TOKEN.sub(REDACTED, _ASSIGNMENT.sub(assignment, _OPTION_VALUE.sub(option, text)))
+
+
+def redact_secrets(value):
+    """`value` with every secret replaced by "***": the values of secret options in command lines
+    (`--hub_token X`, `--token=X`, `--api_key X`...), anything shaped like a Hugging Face token (`hf_...`), and the
+    values of secret-named keys in dicts. Works on strings and on JSON-like records (dicts, lists), so every writer of
+    a command line, an environment value, metrics.json or compression_config.json goes through this one function."""
+    if isinstance(value, str):
+        return _redact_text(value)
+    if isinstance(value, dict):
+        return {k: (REDACTED if isinstance(k, str) and is_secret_name(k) and v not in (None, "") else redact_secrets(v))
+                for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [redact_secrets(v) for v in value]
+    return value
+
+
+def write_json_redacted(path: str, values) -> None:
+    """Write a record (metrics.json, compression_config.json) without secrets, atomically: a crash leaves the old
+    file or the new one, never half of one."""
+    import tempfile
+
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(redact_secrets(values), f, indent=2)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
 def record_command(folder: str, command: str | None) -> None:
     """Note in metrics.json (and compression_config.json's metrics) the command that produced the numbers, so that
-    the card can show how to reproduce them. No-op without a command or without recorded metrics."""
+    the card can show how to reproduce them. No-op without a command or without recorded metrics. Secrets in the
+    command are replaced by "***"."""
     from ..compression_config import CONFIG_NAME, CompressionConfig
 
     if not command:
         return
+    command = redact_secrets(command)
     path = os.path.join(folder, METRICS_FILE)
     if os.path.isfile(path):
         with open(path) as f:
             values = json.load(f)
         values["command"] = command
-        with open(path, "w") as f:
-            json.dump(values, f, indent=2)
+        write_json_redacted(path, values)
     if os.path.isfile(os.path.join(folder, CONFIG_NAME)):
         record = CompressionConfig.from_pretrained(folder)
         if record.metrics:
@@ -224,12 +289,12 @@ def record_command(folder: str, command: str | None) -> None:
 
 
 def invoked_command(command: str) -> str | None:
-    """`bertlite <command> ...` as typed in the shell, when this process is that command; None otherwise (e.g. the
-    CLI called from Python, where sys.argv belongs to someone else)."""
+    """`bertlite <command> ...` as typed in the shell, secrets replaced by "***", when this process is that command;
+    None otherwise (e.g. the CLI called from Python, where sys.argv belongs to someone else)."""
     import shlex
     import sys
 
     program = os.path.basename(sys.argv[0]) if sys.argv else ""
     if program in ("bertlite", "__main__.py") and sys.argv[1:2] == [command]:
-        return "bertlite " + shlex.join(sys.argv[1:])
+        return redact_secrets("bertlite " + shlex.join(sys.argv[1:]))
     return None

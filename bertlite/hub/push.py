@@ -8,6 +8,7 @@ push leaves everything in place and can simply be run again.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -18,8 +19,9 @@ from .. import __version__
 from ..errors import BertliteError
 from .card import is_bertlite_card, render_model_card
 from .errors import LOGIN_HINT, hub_errors
-from .folder import CARD_NAME, WEIGHT_PATTERNS, ModelFolder, matches
+from .folder import CARD_NAME, COMPRESSION_CONFIG_NAME, WEIGHT_PATTERNS, ModelFolder, matches
 from .formats import extra_file_patterns
+from .metrics import METRICS_FILE, redact_secrets
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +48,7 @@ class PushResult:
         if self.deleted:
             lines.append(f"  removed stale weights from the repo: {', '.join(self.deleted)}")
         if self.left_local:
-            lines.append(f"  not uploaded (training state, pickles or other files): {', '.join(self.left_local)}")
+            lines.append(f"  skipped (not part of a model folder; add one with --include NAME): {', '.join(self.left_local)}")
         if self.local_card:
             lines.append(f"  model card also written to {self.local_card}")
         return "\n".join(lines)
@@ -89,14 +91,15 @@ def _write_local_card(folder: ModelFolder, text: str) -> str | None:
 
 def push_compressed(folder: str, repo_id: str, *, private: bool = False, revision: str | None = None,
                     commit_message: str | None = None, token: str | None = None, license: str | None = None,
-                    model_card: bool = True, endpoint: str | None = None) -> PushResult:
+                    model_card: bool = True, endpoint: str | None = None, include=()) -> PushResult:
     """Upload a bertlite model folder (safetensors weights, tokenizer, config, compression_config.json, metrics)
     and a generated model card to `repo_id`, creating the repo if needed.
 
     private: create the repo as private (an existing repo keeps its visibility). revision: branch to push to
     (created from main if missing). token: defaults to HF_TOKEN / `hf auth login`. license: the base model's
     license for the card metadata (known for bertlite's aliases). model_card=False pushes the folder's own
-    README.md instead. endpoint: another Hub (defaults to HF_ENDPOINT / huggingface.co).
+    README.md instead. endpoint: another Hub (defaults to HF_ENDPOINT / huggingface.co). include: glob patterns
+    of further files to upload (only the files a model folder holds travel otherwise; the rest is listed as skipped).
     """
     from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
 
@@ -109,7 +112,9 @@ def push_compressed(folder: str, repo_id: str, *, private: bool = False, revisio
     revision = revision or DEFAULT_REVISION
     if COMMIT_OID.match(revision):
         raise BertliteError(f"--revision must be a branch name to push to, not a commit id ({revision}).")
-    files, left_local = model.upload_plan(extra_file_patterns())
+    # Images travel when the pushed card shows them: the folder's own README.md (bertlite's card shows none).
+    files, left_local = model.upload_plan(extra_file_patterns(), include=include_patterns(include),
+                                          card_text="" if model_card else _read_text(model, CARD_NAME))
     if model.pickle_files:
         logger.warning("Not uploading pickle files (%s): bertlite publishes safetensors only.", ", ".join(model.pickle_files))
 
@@ -128,7 +133,7 @@ def push_compressed(folder: str, repo_id: str, *, private: bool = False, revisio
         local_card = _write_local_card(model, card_text)
         files = [f for f in files if f != CARD_NAME]
         operations.append(CommitOperationAdd(path_in_repo=CARD_NAME, path_or_fileobj=card_text.encode("utf-8")))
-    operations.extend(CommitOperationAdd(path_in_repo=name, path_or_fileobj=model.file(name)) for name in files)
+    operations.extend(CommitOperationAdd(path_in_repo=name, path_or_fileobj=_upload_content(model, name)) for name in files)
     uploaded = sorted([CARD_NAME] * model_card + files)
 
     with hub_errors(repo_id, revision=revision, has_token=True, action="push to"):
@@ -151,6 +156,33 @@ def push_compressed(folder: str, repo_id: str, *, private: bool = False, revisio
     return PushResult(repo_id=repo_id, revision=revision, commit_oid=commit.oid, url=str(repo_url),
                       changed=commit.oid != before, uploaded=uploaded, deleted=deleted, left_local=left_local,
                       local_card=local_card)
+
+
+def include_patterns(include) -> tuple[str, ...]:
+    """--include values: globs, repeated or comma-separated."""
+    if isinstance(include, str):
+        return tuple(p.strip() for p in include.split(",") if p.strip())
+    return tuple(p for item in include or () for p in include_patterns(item))  # the CLI gives a list per flag
+
+
+def _read_text(model: ModelFolder, name: str) -> str:
+    if not model.has(name):
+        return ""
+    with open(model.file(name), encoding="utf-8", errors="replace") as f:
+        return f.read()
+
+
+def _upload_content(model: ModelFolder, name: str):
+    """The file to upload; bertlite's JSON records go through the secret filter once more, so that a folder written
+    by an older bertlite (whose record may hold a token) publishes none."""
+    if name not in (COMPRESSION_CONFIG_NAME, METRICS_FILE):
+        return model.file(name)
+    data = model.read_json(name)
+    clean = redact_secrets(data)
+    if clean == data:
+        return model.file(name)
+    logger.warning("%s holds a secret (a token or password): the Hub gets it with the secret replaced by ***.", name)
+    return (json.dumps(clean, indent=2)).encode("utf-8")
 
 
 @dataclass
