@@ -16,12 +16,12 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 from bertlite.compression_config import CompressionConfig
 from bertlite.hub.metrics import redact_secrets
 
 sys.path.insert(0, os.path.dirname(__file__))
+from conftest import save_tiny_classifier  # noqa: E402
 from hub_server import HubServer  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,17 +55,8 @@ def _local_hub_mode(monkeypatch):
 @pytest.fixture(scope="module")
 def teacher_and_task(tmp_path_factory):
     """A tiny fine-tuned-shaped teacher (2-label head, the packaged MiniLM tokenizer) and a tiny local CSV task."""
-    from transformers import BertConfig, BertForSequenceClassification
-
-    from bertlite.models import load_tokenizer
-
     root = tmp_path_factory.mktemp("inputs")
-    tokenizer = load_tokenizer("minilm")
-    torch.manual_seed(0)
-    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                        intermediate_size=64, max_position_embeddings=128, num_labels=2)
-    BertForSequenceClassification(config).save_pretrained(root / "teacher")
-    tokenizer.save_pretrained(root / "teacher")
+    save_tiny_classifier(root / "teacher")
     good, bad = ["great", "moving", "funny", "smart"], ["dull", "boring", "slow", "weak"]
     rows = ["text,label"] + [f"a {(good if i % 2 else bad)[i % 4]} film number {i},{i % 2}" for i in range(60)]
     (root / "task.csv").write_text("\n".join(rows) + "\n")
@@ -117,17 +108,7 @@ def test_distill_with_hub_token_writes_and_publishes_no_secret(tmp_path, teacher
 
 def _folder_with_a_leaked_record(root: Path) -> Path:
     """A folder written by an older bertlite: its record and metrics.json hold the command with a token."""
-    from transformers import BertConfig, BertForSequenceClassification
-
-    from bertlite.models import load_tokenizer
-
-    folder = root / "old-model"
-    tokenizer = load_tokenizer("minilm")
-    torch.manual_seed(0)
-    BertForSequenceClassification(BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2,
-                                             num_attention_heads=4, intermediate_size=64, max_position_embeddings=128,
-                                             num_labels=2)).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
+    folder = save_tiny_classifier(root / "old-model")
     leaked = f"bertlite distill --hub_token {SECRET} --output_dir old-model"
     record = {"base_model": "minilm", "task": "rotten_tomatoes", "dataset": None, "split_note": None,
               "steps": [{"method": "distillation", "params": {"temperature": 2.0}, "date": "2026-01-01T00:00:00Z",

@@ -7,6 +7,7 @@ import os
 from ..compression_config import CONFIG_NAME as COMPRESSION_CONFIG_NAME
 from ..errors import BertliteError
 from .errors import hub_errors
+from .timeouts import hub_calls
 from .folder import DOWNLOAD_PATTERNS, PICKLE_PATTERNS, ModelFolder
 from .formats import extra_file_patterns, select_format
 from .push import REPO_ID
@@ -21,7 +22,7 @@ def download_compressed(repo_id: str, *, revision: str | None = None, token: str
         raise BertliteError(f"{repo_id!r} is neither an existing folder nor a Hub repo id (ORG/NAME).")
     has_token = bool(token) if token is not None else bool(get_token())
     common = dict(revision=revision, token=token, endpoint=endpoint, cache_dir=cache_dir)
-    with hub_errors(repo_id, revision=revision, has_token=has_token, action="read"):
+    with hub_calls(push=False), hub_errors(repo_id, revision=revision, has_token=has_token, action="read"):
         from huggingface_hub.errors import RemoteEntryNotFoundError
 
         # The small compression record first: it checks access, revision and "made by bertlite" before any weights.

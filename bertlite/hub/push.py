@@ -22,6 +22,7 @@ from .errors import LOGIN_HINT, hub_errors
 from .folder import CARD_NAME, COMPRESSION_CONFIG_NAME, WEIGHT_PATTERNS, ModelFolder, matches
 from .formats import extra_file_patterns
 from .metrics import METRICS_FILE, redact_secrets
+from .timeouts import hub_calls
 
 logger = logging.getLogger(__name__)
 
@@ -91,7 +92,8 @@ def _write_local_card(folder: ModelFolder, text: str) -> str | None:
 
 def push_compressed(folder: str, repo_id: str, *, private: bool = False, revision: str | None = None,
                     commit_message: str | None = None, token: str | None = None, license: str | None = None,
-                    model_card: bool = True, endpoint: str | None = None, include=()) -> PushResult:
+                    model_card: bool = True, endpoint: str | None = None, include=(),
+                    timeout: float | None = None) -> PushResult:
     """Upload a bertlite model folder (safetensors weights, tokenizer, config, compression_config.json, metrics)
     and a generated model card to `repo_id`, creating the repo if needed.
 
@@ -100,6 +102,8 @@ def push_compressed(folder: str, repo_id: str, *, private: bool = False, revisio
     license for the card metadata (known for bertlite's aliases). model_card=False pushes the folder's own
     README.md instead. endpoint: another Hub (defaults to HF_ENDPOINT / huggingface.co). include: glob patterns
     of further files to upload (only the files a model folder holds travel otherwise; the rest is listed as skipped).
+    timeout: seconds the Hub may take to answer any request (default: BERTLITE_HUB_TIMEOUT, else 60); a Hub that
+    stalls or drops the connection ends in a BertliteError and leaves the folder as it was.
     """
     from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
 
@@ -120,23 +124,21 @@ def push_compressed(folder: str, repo_id: str, *, private: bool = False, revisio
 
     token = resolve_token(token)
     api = HfApi(endpoint=endpoint, token=token, library_name="bertlite", library_version=__version__)
-    with hub_errors(repo_id, revision=revision, has_token=True, action="push to"):
+    with hub_calls(timeout, push=True), hub_errors(repo_id, revision=revision, has_token=True, action="push to"):
         if "/" not in repo_id:
             repo_id = f"{api.whoami()['name']}/{repo_id}"
         else:
             api.whoami()  # fails early, with a clear message, on an invalid token
 
-    local_card = None
     operations = []
     if model_card:
         card_text = render_model_card(model, repo_id, license=license)
-        local_card = _write_local_card(model, card_text)
         files = [f for f in files if f != CARD_NAME]
         operations.append(CommitOperationAdd(path_in_repo=CARD_NAME, path_or_fileobj=card_text.encode("utf-8")))
     operations.extend(CommitOperationAdd(path_in_repo=name, path_or_fileobj=_upload_content(model, name)) for name in files)
     uploaded = sorted([CARD_NAME] * model_card + files)
 
-    with hub_errors(repo_id, revision=revision, has_token=True, action="push to"):
+    with hub_calls(timeout, push=True), hub_errors(repo_id, revision=revision, has_token=True, action="push to"):
         repo_url = api.create_repo(repo_id, private=private, exist_ok=True)
         if revision != DEFAULT_REVISION:
             api.create_branch(repo_id, branch=revision, exist_ok=True)
@@ -153,6 +155,8 @@ def push_compressed(folder: str, repo_id: str, *, private: bool = False, revisio
             repo_id, operations=operations, revision=revision,
             commit_message=commit_message or f"Upload compressed model with bertlite {__version__}",
         )
+    # Only once the Hub has the commit: a failed push leaves the folder exactly as it was.
+    local_card = _write_local_card(model, card_text) if model_card else None
     return PushResult(repo_id=repo_id, revision=revision, commit_oid=commit.oid, url=str(repo_url),
                       changed=commit.oid != before, uploaded=uploaded, deleted=deleted, left_local=left_local,
                       local_card=local_card)
@@ -200,6 +204,8 @@ class PushOptions:
     push_revision: str | None = field(default=None, metadata={"help": "Branch to push to (created if missing); default main."})
     push_license: str | None = field(default=None, metadata={
         "help": "License of the base model, for the card metadata (e.g. apache-2.0); known for bertlite's aliases."})
+    push_timeout: float | None = field(default=None, metadata={
+        "help": "Seconds the Hub may take to answer each request of the push (default: BERTLITE_HUB_TIMEOUT, else 60)."})
 
     def __post_init__(self):
         if self.push_repo_id is not None and not REPO_ID.match(self.push_repo_id):
@@ -210,7 +216,7 @@ def push_if_requested(folder: str, options: PushOptions | None, **kwargs) -> Pus
     """Push `folder` when the command was given --push_repo_id; print where it went. Returns None otherwise."""
     if options is None or not options.push_repo_id:
         return None
-    result = push_compressed(folder, options.push_repo_id, private=options.push_private,
+    result = push_compressed(folder, options.push_repo_id, private=options.push_private, timeout=options.push_timeout,
                              revision=options.push_revision, license=options.push_license, **kwargs)
     print(result.summary())
     return result
