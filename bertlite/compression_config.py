@@ -68,8 +68,11 @@ class CompressionConfig:
         path = os.path.join(folder, CONFIG_NAME)
         if not os.path.isfile(path):
             raise BertliteError(f"{folder!r} has no {CONFIG_NAME}: it was not made by bertlite.")
+        from .hub.metrics import redact_secrets
+
         with open(path) as f:
-            return cls.from_dict(json.load(f))
+            # Redacted on reading too: the card rendered from a record an older bertlite wrote shows no secret.
+            return cls.from_dict(redact_secrets(json.load(f)))
 
     @classmethod
     def load_or_new(cls, folder: str | None, **defaults) -> "CompressionConfig":

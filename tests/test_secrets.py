@@ -111,7 +111,7 @@ def _folder_with_a_leaked_record(root: Path) -> Path:
     folder = save_tiny_classifier(root / "old-model")
     leaked = f"bertlite distill --hub_token {SECRET} --output_dir old-model"
     record = {"base_model": "minilm", "task": "rotten_tomatoes", "dataset": None, "split_note": None,
-              "steps": [{"method": "distillation", "params": {"temperature": 2.0}, "date": "2026-01-01T00:00:00Z",
+              "steps": [{"method": "distillation", "params": {"temperature": 2.0, "launcher": f"HF_TOKEN={SECRET} bertlite"}, "date": "2026-01-01T00:00:00Z",
                          "bertlite_version": "0.1.0"}],
               "metrics": {"student": {"test_accuracy": 0.5}, "command": leaked}}
     (folder / "compression_config.json").write_text(json.dumps(record))  # raw: bypasses today's redaction
