@@ -49,7 +49,8 @@ class PushResult:
         if self.deleted:
             lines.append(f"  removed stale weights from the repo: {', '.join(self.deleted)}")
         if self.left_local:
-            lines.append(f"  skipped (not part of a model folder; add one with --include NAME): {', '.join(self.left_local)}")
+            lines.append(f"  skipped (pickles and training state always; other files unless named with --include): "
+                         f"{', '.join(self.left_local)}")
         if self.local_card:
             lines.append(f"  model card also written to {self.local_card}")
         return "\n".join(lines)
