@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -21,14 +22,62 @@ CONFIG_NAME = "compression_config.json"
 METRICS_FILE = "metrics.json"  # what the command measured on the model in the folder (read by the model card)
 
 
+# ----- secrets never leave this machine -----
+REDACTED = "***"
+# Hugging Face tokens wherever they appear (a command line, an environment value pasted into a setting...).
+_HF_TOKEN = re.compile(r"(?<![A-Za-z0-9])hf_[A-Za-z0-9]+")
+# An option or key is secret when one of its words ends with one of these: hub_token, api-key, password, apikey.
+# Word by word, so that --max_tokens or --tokenizer keep their (harmless) values in the reproducible command.
+_SECRET_WORD = re.compile(r"(token|password|passwd|secret|key)$", re.IGNORECASE)
+_QUOTED_OR_WORD = r"'[^']*'|\"[^\"]*\"|\S+"
+# `--name=value`, or `--name value` where the value does not itself look like an option.
+_OPTION_VALUE = re.compile(r"(?<![\w-])(?P<opt>--?(?P<name>[A-Za-z][\w-]*))"
+                           rf"(?:(?P<eq>=)(?P<v1>{_QUOTED_OR_WORD})|(?P<sp>\s+)(?P<v2>(?!-)(?:{_QUOTED_OR_WORD})))")
+# `NAME=value` as in an environment assignment (`HF_TOKEN=... bertlite push`).
+_ASSIGNMENT = re.compile(rf"(?<![\w.-])(?P<name>[A-Za-z_]\w*)=(?P<value>{_QUOTED_OR_WORD})")
+
+
+def is_secret_name(name: str) -> bool:
+    """Whether an option or JSON key names a secret (`--hub_token`, `api-key`, `PASSWORD`)."""
+    return any(_SECRET_WORD.search(word) for word in re.split(r"[-_.\s]+", name.lstrip("-")) if word)
+
+
+def _redact_text(text: str) -> str:
+    def option(m: re.Match) -> str:
+        if not is_secret_name(m["name"]):
+            return m[0]
+        return f"{m['opt']}={REDACTED}" if m["eq"] else f"{m['opt']}{m['sp']}{REDACTED}"
+
+    def assignment(m: re.Match) -> str:
+        return f"{m['name']}={REDACTED}" if is_secret_name(m["name"]) else m[0]
+
+    return _HF_TOKEN.sub(REDACTED, _ASSIGNMENT.sub(assignment, _OPTION_VALUE.sub(option, text)))
+
+
+def redact_secrets(value):
+    """`value` with every secret replaced by "***": the values of secret options in command lines
+    (`--hub_token X`, `--token=X`, `--api_key X`...), anything shaped like a Hugging Face token (`hf_...`), and the
+    values of secret-named keys in dicts. Works on strings and on JSON-like records (dicts, lists), so every writer of
+    a command line, an environment value, metrics.json or compression_config.json goes through this one function."""
+    if isinstance(value, str):
+        return _redact_text(value)
+    if isinstance(value, dict):
+        return {k: (REDACTED if isinstance(k, str) and is_secret_name(k) and v not in (None, "") else redact_secrets(v))
+                for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [redact_secrets(v) for v in value]
+    return value
+
+
 def write_json(path: str, value) -> str:
-    """Write JSON atomically: a reader (or a crash) never sees half a file."""
+    """Write JSON atomically (a reader or a crash never sees half a file) and with every secret redacted: every
+    record bertlite writes (metrics.json, compression_config.json, markers) goes through here."""
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w") as f:
-            json.dump(value, f, indent=2)
+            json.dump(redact_secrets(value), f, indent=2)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -86,7 +135,8 @@ class CompressionConfig:
         if not os.path.isfile(path):
             raise BertliteError(f"{folder!r} has no {CONFIG_NAME}: it was not made by bertlite.")
         with open(path) as f:
-            return cls.from_dict(json.load(f))
+            # Redacted on reading too: the card rendered from a record an older bertlite wrote shows no secret.
+            return cls.from_dict(redact_secrets(json.load(f)))
 
     @classmethod
     def load_or_new(cls, folder: str | None, **defaults) -> "CompressionConfig":

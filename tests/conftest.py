@@ -47,3 +47,19 @@ def tiny_dataset(n=32, seq_len=12, vocab=120, num_labels=2, seed=0):
         rows["attention_mask"].append([1] * k)
         rows["labels"].append(int(5 in ids[i, : k - 2].tolist()) % num_labels)
     return Dataset.from_dict(rows)
+
+
+def save_tiny_classifier(folder, num_hidden_layers=2, seed=0):
+    """Save a tiny 2-label BERT classifier with the packaged MiniLM tokenizer into `folder` (a model folder as
+    commands read and write them: safetensors, config.json, tokenizer files); returns the folder."""
+    from transformers import BertConfig, BertForSequenceClassification
+
+    from bertlite.loading import load_tokenizer
+
+    tokenizer = load_tokenizer("minilm")
+    torch.manual_seed(seed)
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=num_hidden_layers,
+                        num_attention_heads=4, intermediate_size=64, max_position_embeddings=128, num_labels=2)
+    BertForSequenceClassification(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder

@@ -34,6 +34,8 @@ import json
 import os
 import re
 import shutil
+import socket
+import struct
 import tempfile
 import threading
 from collections import deque
@@ -130,6 +132,8 @@ class HubServer:
         self.lock = threading.RLock()
         self.requests: deque[tuple[str, str, int]] = deque(maxlen=2000)  # (method, path, status); never headers
         self.failures: dict[str, int] = {}  # path fragment -> status to answer once (tests of failed pushes)
+        self.faults: dict[str, str] = {}  # path fragment -> "stall" | "die", until cleared (tests of hangs)
+        self.released = threading.Event()  # set on stop(): stalled requests give up
         self.httpd: ThreadingHTTPServer | None = None
         self.thread: threading.Thread | None = None
         self.url = ""
@@ -149,6 +153,7 @@ class HubServer:
         return self.url
 
     def stop(self) -> None:
+        self.released.set()
         if self.httpd is not None:
             self.httpd.shutdown()
             self.httpd.server_close()
@@ -170,6 +175,19 @@ class HubServer:
         """Answer the next request whose path contains `path_fragment` with `status` (once)."""
         with self.lock:
             self.failures[path_fragment] = status
+
+    def misbehave(self, path_fragment: str, mode: str) -> None:
+        """From now on, every request whose path contains `path_fragment` ("" for all) is met with `mode`:
+        "stall" accepts the request (body included) and never answers; "die" reads part of the body, then closes the
+        connection without a word, as a server that crashes mid-upload. `behave()` ends it."""
+        if mode not in ("stall", "die"):
+            raise ValueError(f"unknown mode {mode!r}")
+        with self.lock:
+            self.faults[path_fragment] = mode
+
+    def behave(self) -> None:
+        with self.lock:
+            self.faults.clear()
 
     def commit_count(self, repo_id: str, branch: str = "main") -> int:
         with self.lock:
@@ -459,8 +477,29 @@ class _Handler(BaseHTTPRequestHandler):
             headers["X-Error-Code"] = err.code
         self._json(err.status, {"error": err.message}, headers)
 
+    def _misbehave(self) -> bool:
+        """Stall or die as `HubServer.misbehave` asked; True when the request must get no answer."""
+        with self.hub.lock:
+            mode = next((m for f, m in self.hub.faults.items() if f in self.path), None)
+        if mode is None:
+            return False
+        self.hub.requests.append((self.command, urlsplit(self.path).path, 0))
+        self.close_connection = True
+        if mode == "stall":
+            if self.command in ("POST", "PUT"):
+                self._read_body()
+            self.hub.released.wait(timeout=120)
+        else:  # die: take part of the upload, then drop the connection (RST when the client is still sending)
+            length = int(self.headers.get("Content-Length") or 0)
+            if length:
+                self.rfile.read(min(length // 2, 1 << 16))
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        return True
+
     def _dispatch(self) -> None:
         body = b""
+        if self._misbehave():
+            return
         try:
             # Read the whole body first: replying before reading it breaks keep-alive clients.
             if self.command in ("POST", "PUT"):

@@ -125,6 +125,9 @@ DATACLASSES = (DistillArguments, DistillTrainingArguments, PushOptions, GeneralA
 
 
 def run(args: DistillArguments, config: DistillTrainingArguments, push: PushOptions, general: GeneralArguments | None = None) -> int:
+    # --hub_token (a TrainingArguments field) is only ever used for the push: keep it out of the arguments the Trainer
+    # pickles into every checkpoint (training_args.bin).
+    token, config.hub_token = config.hub_token, None
     if general is not None and general.general:
         run_general_distillation(args, general, config)
     else:
@@ -135,5 +138,5 @@ def run(args: DistillArguments, config: DistillTrainingArguments, push: PushOpti
     if general is not None and general.general:
         teacher = f" --teacher {teacher_dir(config.output_dir)}" if general.teacher_task else ""
         print(f"Start task distillation from it with: bertlite distill{teacher} --student {config.output_dir}")
-    push_if_requested(config.output_dir, push)
+    push_if_requested(config.output_dir, push, **({"token": token} if token else {}))
     return 0

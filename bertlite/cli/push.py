@@ -18,6 +18,14 @@ class PushArguments:
     commit_message: str = field(default=None, metadata={"help": "Commit message; 'Upload compressed model with bertlite VERSION' when not given."})
     license: str = field(default=None, metadata={"help": "License of the base model for the card metadata, e.g. apache-2.0 (known for bertlite's model aliases, else 'unknown')."})
     no_card: bool = field(default=False, metadata={"help": "Push the folder's own README.md instead of generating the model card."})
+    timeout: float | None = field(default=None, metadata={
+        "help": "Seconds the Hub may take to answer each request (default: the BERTLITE_HUB_TIMEOUT environment "
+                "variable, else 60). A Hub that stalls or drops the connection ends the push with one line; the "
+                "folder is left as it was and the same command can be run again."})
+    include: list[str] | None = field(default=None, metadata={
+        "help": "Also upload the files matching these globs (repeat the flag or separate with commas), e.g. "
+                "--include 'notes.md,*.csv'. Without it only what a model folder holds travels (weights, config, "
+                "tokenizer, bertlite's records, card); other files are listed as skipped.", "action": "append"})
 
     def __post_init__(self):
         if not self.folder:
@@ -34,6 +42,7 @@ def run(args: PushArguments) -> int:
 
     # The token comes from HF_TOKEN or `hf auth login`, never from a flag: flags end up in shell history and logs.
     result = push_compressed(args.folder, args.repo_id, private=args.private, revision=args.revision,
-                             commit_message=args.commit_message, license=args.license, model_card=not args.no_card)
+                             commit_message=args.commit_message, license=args.license, model_card=not args.no_card,
+                             include=args.include or (), timeout=args.timeout)
     print(result.summary())
     return 0

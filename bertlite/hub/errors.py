@@ -35,6 +35,16 @@ def hub_errors(repo_id: str, *, revision: str | None = None, has_token: bool = F
         yield
     except BertliteError:
         raise
+    except RuntimeError as err:
+        # huggingface_hub wraps what goes wrong in its upload threads ("Error while uploading 'x' to the Hub"):
+        # translate the network or HTTP error inside, as if it had been raised here.
+        cause = _hub_cause(err, (BertliteError, httpx2.TransportError, HfHubHTTPError))
+        if cause is None:
+            raise
+        if isinstance(cause, BertliteError):
+            raise cause from err
+        with hub_errors(repo_id, revision=revision, has_token=has_token, action=action):
+            raise cause from err
     except LocalTokenNotFoundError as err:
         raise BertliteError(f"No Hugging Face token found to {action} {repo_id!r}: {LOGIN_HINT}.") from err
     except RevisionNotFoundError as err:
@@ -77,6 +87,17 @@ def hub_errors(repo_id: str, *, revision: str | None = None, has_token: bool = F
                 f"({TOKEN_PAGE})."
             ) from err
         raise BertliteError(f"The Hub answered an error while trying to {action} {repo_id!r}: {_first_line(err)}") from err
+
+
+def _hub_cause(err: BaseException, kinds) -> BaseException | None:
+    """The first exception of `kinds` in err's chain of causes, if any."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, kinds):
+            return err
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return None
 
 
 def _first_line(err: Exception) -> str:

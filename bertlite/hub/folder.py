@@ -20,16 +20,22 @@ from ..record import CompressionConfig
 from ..errors import BertliteError
 
 CARD_NAME = "README.md"
-# Files that travel with a model. Top-level only: checkpoint-*/ and runs/ folders from training stay local.
+# What a model folder holds, by name: only these travel to the Hub (anything else, say a credentials.json the user
+# keeps beside the model, stays local unless `--include` names it). Top-level only: checkpoint-*/ and runs/ stay local.
 UPLOAD_PATTERNS = (
-    "*.safetensors",  # weights (and *.safetensors.index.json below for sharded ones)
-    "*.json",  # config, tokenizer, compression_config.json, metrics.json, quantization configs
-    "*.txt",  # vocab.txt, merges.txt
-    "*.model",  # sentencepiece tokenizers
-    "*.jinja",  # chat templates
-    "*.py",  # modeling code for trust_remote_code
+    "*.safetensors", "*.safetensors.index.json",  # weights
+    "config.json", "generation_config.json",
+    # tokenizer files written by save_pretrained
+    "tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json", "merges.txt", "special_tokens_map.json",
+    "added_tokens.json", "spiece.model", "sentencepiece.bpe.model", "tokenizer.model", "chat_template.jinja",
+    "compression_config.json", "metrics.json", "training_summary.json",  # bertlite's records
     CARD_NAME,
 )
+# Images travel when the card shows them (its text names the file).
+IMAGE_PATTERNS = ("*.png", "*.jpg", "*.jpeg", "*.gif", "*.svg", "*.webp")
+# What a download may fetch: the upload list, plus modeling code of models pushed by other tools (run only with
+# trust_remote_code) and the files of older bertlite pushes.
+DOWNLOAD_PATTERNS = (*UPLOAD_PATTERNS, "*.json", "*.txt", "*.model", "*.py")
 # Pickle files execute code when loaded: bertlite never uploads or downloads them.
 PICKLE_PATTERNS = ("*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl", "*.pickle")
 # Files that only a training run needs; harmless but useless to a model user.
@@ -191,8 +197,23 @@ class ModelFolder:
         return layers
 
     # ----- what travels -----
-    def upload_plan(self, extra_patterns=()) -> tuple[list[str], list[str]]:
-        """(files to upload, files left local). Refuses a folder whose only weights are pickles."""
+    @property
+    def code_files(self) -> list[str]:
+        """Modeling code the model itself names (config.json / tokenizer_config.json `auto_map`, e.g. a pruned model's
+        modeling_bertlite.py): the only *.py files that travel."""
+        names = []
+        for config in (self.config, self.read_json("tokenizer_config.json") or {}):
+            auto_map = config.get("auto_map") or {}
+            for ref in auto_map.values():
+                for item in ref if isinstance(ref, (list, tuple)) else [ref]:
+                    if isinstance(item, str) and "." in item:
+                        names.append(item.split("--")[-1].rsplit(".", 1)[0] + ".py")
+        return sorted({n for n in names if self.has(n)})
+
+    def upload_plan(self, extra_patterns=(), *, include=(), card_text: str = "") -> tuple[list[str], list[str]]:
+        """(files to upload, files left local). Uploads what a model folder holds (UPLOAD_PATTERNS, the formats'
+        `extra_patterns`, the model's own code, images the card shows) and what the user named in `include`; never
+        pickles or training state. Refuses a folder whose only weights are pickles."""
         if not self.safetensors_files:
             if self.pickle_files:
                 raise BertliteError(
@@ -201,9 +222,11 @@ class ModelFolder:
                     "`model.save_pretrained(folder)` (safetensors is the default) and push again."
                 )
             raise BertliteError(f"{self.path!r} holds no weights (*.safetensors).")
-        patterns = (*UPLOAD_PATTERNS, *extra_patterns)
+        known = (*UPLOAD_PATTERNS, *extra_patterns, *self.code_files)
         upload, local = [], []
         for name in self.files:
-            keep = matches(name, patterns) and not matches(name, PICKLE_PATTERNS) and name not in LOCAL_ONLY_FILES
+            wanted = (matches(name, known) or matches(name, include)
+                      or (matches(name, IMAGE_PATTERNS) and name in card_text))
+            keep = wanted and not matches(name, PICKLE_PATTERNS) and name not in LOCAL_ONLY_FILES
             (upload if keep else local).append(name)
         return upload, local

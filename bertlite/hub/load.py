@@ -8,7 +8,8 @@ from ..record import CONFIG_NAME as COMPRESSION_CONFIG_NAME
 from ..record import CompressionConfig
 from ..errors import BertliteError
 from .errors import hub_errors
-from .folder import PICKLE_PATTERNS, UPLOAD_PATTERNS, ModelFolder
+from .timeouts import hub_calls
+from .folder import DOWNLOAD_PATTERNS, PICKLE_PATTERNS, ModelFolder
 from .formats import extra_file_patterns, select_format
 from .push import REPO_ID
 
@@ -22,7 +23,7 @@ def download_compressed(repo_id: str, *, revision: str | None = None, token: str
         raise BertliteError(f"{repo_id!r} is neither an existing folder nor a Hub repo id (ORG/NAME).")
     has_token = bool(token) if token is not None else bool(get_token())
     common = dict(revision=revision, token=token, endpoint=endpoint, cache_dir=cache_dir)
-    with hub_errors(repo_id, revision=revision, has_token=has_token, action="read"):
+    with hub_calls(push=False), hub_errors(repo_id, revision=revision, has_token=has_token, action="read"):
         from huggingface_hub.errors import RemoteEntryNotFoundError
 
         # The small compression record first: it checks access, revision and "made by bertlite" before any weights.
@@ -33,7 +34,7 @@ def download_compressed(repo_id: str, *, revision: str | None = None, token: str
                 f"{repo_id!r} was not made by bertlite (no {COMPRESSION_CONFIG_NAME} at revision {revision or 'main'}): "
                 "load it with Transformers' `from_pretrained`."
             ) from err
-        return snapshot_download(repo_id, allow_patterns=[*UPLOAD_PATTERNS, *extra_file_patterns()],
+        return snapshot_download(repo_id, allow_patterns=[*DOWNLOAD_PATTERNS, *extra_file_patterns()],
                                  ignore_patterns=list(PICKLE_PATTERNS), **common)
 
 

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 
 from ..errors import BertliteError
 
-from ..record import METRICS_FILE
+from ..record import METRICS_FILE, redact_secrets, write_json
 SIDES = ("teacher", "student")
 SPLITS = ("test", "validation", "eval", "train")  # display order
 QUALITY_METRICS = ("accuracy", "f1", "precision", "recall", "matthews_correlation", "pearson", "spearmanr",
@@ -184,7 +184,7 @@ def read_card_metrics(folder, compression=None) -> CardMetrics:
         teacher=ModelMetrics.parse(merged["teacher"], eval_split, batch),
         student=ModelMetrics.parse(merged["student"], eval_split, batch),
         eval_examples=examples if isinstance(examples, dict) else {}, seeds=merged.get("seeds"),
-        latency_setup=setup, command=merged.get("command"), sources=sources,
+        latency_setup=setup, command=redact_secrets(merged.get("command")), sources=sources,
     )
     if _is_number(merged.get("speedup")) and batch not in metrics.student.speedup:
         metrics.student.speedup[batch] = merged["speedup"]
@@ -204,18 +204,19 @@ def read_card_metrics(folder, compression=None) -> CardMetrics:
 
 def record_command(folder: str, command: str | None) -> None:
     """Note in metrics.json (and compression_config.json's metrics) the command that produced the numbers, so that
-    the card can show how to reproduce them. No-op without a command or without recorded metrics."""
+    the card can show how to reproduce them. No-op without a command or without recorded metrics. Secrets in the
+    command are replaced by "***"."""
     from ..record import CONFIG_NAME, CompressionConfig
 
     if not command:
         return
+    command = redact_secrets(command)
     path = os.path.join(folder, METRICS_FILE)
     if os.path.isfile(path):
         with open(path) as f:
             values = json.load(f)
         values["command"] = command
-        with open(path, "w") as f:
-            json.dump(values, f, indent=2)
+        write_json(path, values)
     if os.path.isfile(os.path.join(folder, CONFIG_NAME)):
         record = CompressionConfig.from_pretrained(folder)
         if record.metrics:
@@ -224,12 +225,12 @@ def record_command(folder: str, command: str | None) -> None:
 
 
 def invoked_command(command: str) -> str | None:
-    """`bertlite <command> ...` as typed in the shell, when this process is that command; None otherwise (e.g. the
-    CLI called from Python, where sys.argv belongs to someone else)."""
+    """`bertlite <command> ...` as typed in the shell, secrets replaced by "***", when this process is that command;
+    None otherwise (e.g. the CLI called from Python, where sys.argv belongs to someone else)."""
     import shlex
     import sys
 
     program = os.path.basename(sys.argv[0]) if sys.argv else ""
     if program in ("bertlite", "__main__.py") and sys.argv[1:2] == [command]:
-        return "bertlite " + shlex.join(sys.argv[1:])
+        return redact_secrets("bertlite " + shlex.join(sys.argv[1:]))
     return None

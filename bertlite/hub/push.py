@@ -8,6 +8,7 @@ push leaves everything in place and can simply be run again.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -18,8 +19,10 @@ from ..record import VERSION as __version__
 from ..errors import BertliteError
 from .card import is_bertlite_card, render_model_card
 from .errors import LOGIN_HINT, hub_errors
-from .folder import CARD_NAME, WEIGHT_PATTERNS, ModelFolder, matches
+from .folder import CARD_NAME, COMPRESSION_CONFIG_NAME, WEIGHT_PATTERNS, ModelFolder, matches
 from .formats import extra_file_patterns
+from ..record import METRICS_FILE, redact_secrets
+from .timeouts import hub_calls
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +49,8 @@ class PushResult:
         if self.deleted:
             lines.append(f"  removed stale weights from the repo: {', '.join(self.deleted)}")
         if self.left_local:
-            lines.append(f"  not uploaded (training state, pickles or other files): {', '.join(self.left_local)}")
+            lines.append(f"  skipped (pickles and training state always; other files unless named with --include): "
+                         f"{', '.join(self.left_local)}")
         if self.local_card:
             lines.append(f"  model card also written to {self.local_card}")
         return "\n".join(lines)
@@ -89,14 +93,18 @@ def _write_local_card(folder: ModelFolder, text: str) -> str | None:
 
 def push_compressed(folder: str, repo_id: str, *, private: bool = False, revision: str | None = None,
                     commit_message: str | None = None, token: str | None = None, license: str | None = None,
-                    model_card: bool = True, endpoint: str | None = None) -> PushResult:
+                    model_card: bool = True, endpoint: str | None = None, include=(),
+                    timeout: float | None = None) -> PushResult:
     """Upload a bertlite model folder (safetensors weights, tokenizer, config, compression_config.json, metrics)
     and a generated model card to `repo_id`, creating the repo if needed.
 
     private: create the repo as private (an existing repo keeps its visibility). revision: branch to push to
     (created from main if missing). token: defaults to HF_TOKEN / `hf auth login`. license: the base model's
     license for the card metadata (known for bertlite's aliases). model_card=False pushes the folder's own
-    README.md instead. endpoint: another Hub (defaults to HF_ENDPOINT / huggingface.co).
+    README.md instead. endpoint: another Hub (defaults to HF_ENDPOINT / huggingface.co). include: glob patterns
+    of further files to upload (only the files a model folder holds travel otherwise; the rest is listed as skipped).
+    timeout: seconds the Hub may take to answer any request (default: BERTLITE_HUB_TIMEOUT, else 60); a Hub that
+    stalls or drops the connection ends in a BertliteError and leaves the folder as it was.
     """
     from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
 
@@ -109,29 +117,29 @@ def push_compressed(folder: str, repo_id: str, *, private: bool = False, revisio
     revision = revision or DEFAULT_REVISION
     if COMMIT_OID.match(revision):
         raise BertliteError(f"--revision must be a branch name to push to, not a commit id ({revision}).")
-    files, left_local = model.upload_plan(extra_file_patterns())
+    # Images travel when the pushed card shows them: the folder's own README.md (bertlite's card shows none).
+    files, left_local = model.upload_plan(extra_file_patterns(), include=include_patterns(include),
+                                          card_text="" if model_card else _read_text(model, CARD_NAME))
     if model.pickle_files:
         logger.warning("Not uploading pickle files (%s): bertlite publishes safetensors only.", ", ".join(model.pickle_files))
 
     token = resolve_token(token)
     api = HfApi(endpoint=endpoint, token=token, library_name="bertlite", library_version=__version__)
-    with hub_errors(repo_id, revision=revision, has_token=True, action="push to"):
+    with hub_calls(timeout, push=True), hub_errors(repo_id, revision=revision, has_token=True, action="push to"):
         if "/" not in repo_id:
             repo_id = f"{api.whoami()['name']}/{repo_id}"
         else:
             api.whoami()  # fails early, with a clear message, on an invalid token
 
-    local_card = None
     operations = []
     if model_card:
         card_text = render_model_card(model, repo_id, license=license)
-        local_card = _write_local_card(model, card_text)
         files = [f for f in files if f != CARD_NAME]
         operations.append(CommitOperationAdd(path_in_repo=CARD_NAME, path_or_fileobj=card_text.encode("utf-8")))
-    operations.extend(CommitOperationAdd(path_in_repo=name, path_or_fileobj=model.file(name)) for name in files)
+    operations.extend(CommitOperationAdd(path_in_repo=name, path_or_fileobj=_upload_content(model, name)) for name in files)
     uploaded = sorted([CARD_NAME] * model_card + files)
 
-    with hub_errors(repo_id, revision=revision, has_token=True, action="push to"):
+    with hub_calls(timeout, push=True), hub_errors(repo_id, revision=revision, has_token=True, action="push to"):
         repo_url = api.create_repo(repo_id, private=private, exist_ok=True)
         if revision != DEFAULT_REVISION:
             api.create_branch(repo_id, branch=revision, exist_ok=True)
@@ -148,9 +156,38 @@ def push_compressed(folder: str, repo_id: str, *, private: bool = False, revisio
             repo_id, operations=operations, revision=revision,
             commit_message=commit_message or f"Upload compressed model with bertlite {__version__}",
         )
+    # Only once the Hub has the commit: a failed push leaves the folder exactly as it was.
+    local_card = _write_local_card(model, card_text) if model_card else None
     return PushResult(repo_id=repo_id, revision=revision, commit_oid=commit.oid, url=str(repo_url),
                       changed=commit.oid != before, uploaded=uploaded, deleted=deleted, left_local=left_local,
                       local_card=local_card)
+
+
+def include_patterns(include) -> tuple[str, ...]:
+    """--include values: globs, repeated or comma-separated."""
+    if isinstance(include, str):
+        return tuple(p.strip() for p in include.split(",") if p.strip())
+    return tuple(p for item in include or () for p in include_patterns(item))  # the CLI gives a list per flag
+
+
+def _read_text(model: ModelFolder, name: str) -> str:
+    if not model.has(name):
+        return ""
+    with open(model.file(name), encoding="utf-8", errors="replace") as f:
+        return f.read()
+
+
+def _upload_content(model: ModelFolder, name: str):
+    """The file to upload; bertlite's JSON records go through the secret filter once more, so that a folder written
+    by an older bertlite (whose record may hold a token) publishes none."""
+    if name not in (COMPRESSION_CONFIG_NAME, METRICS_FILE):
+        return model.file(name)
+    data = model.read_json(name)
+    clean = redact_secrets(data)
+    if clean == data:
+        return model.file(name)
+    logger.warning("%s holds a secret (a token or password): the Hub gets it with the secret replaced by ***.", name)
+    return (json.dumps(clean, indent=2)).encode("utf-8")
 
 
 @dataclass
@@ -168,6 +205,8 @@ class PushOptions:
     push_revision: str | None = field(default=None, metadata={"help": "Branch to push to (created if missing); default main."})
     push_license: str | None = field(default=None, metadata={
         "help": "License of the base model, for the card metadata (e.g. apache-2.0); known for bertlite's aliases."})
+    push_timeout: float | None = field(default=None, metadata={
+        "help": "Seconds the Hub may take to answer each request of the push (default: BERTLITE_HUB_TIMEOUT, else 60)."})
 
     def __post_init__(self):
         if self.push_repo_id is not None and not REPO_ID.match(self.push_repo_id):
@@ -178,7 +217,7 @@ def push_if_requested(folder: str, options: PushOptions | None, **kwargs) -> Pus
     """Push `folder` when the command was given --push_repo_id; print where it went. Returns None otherwise."""
     if options is None or not options.push_repo_id:
         return None
-    result = push_compressed(folder, options.push_repo_id, private=options.push_private,
+    result = push_compressed(folder, options.push_repo_id, private=options.push_private, timeout=options.push_timeout,
                              revision=options.push_revision, license=options.push_license, **kwargs)
     print(result.summary())
     return result
