@@ -474,7 +474,8 @@ def test_push_options_work_beside_training_arguments(hub, tiny_folder, tmp_path)
     """Other commands add PushOptions to their DATACLASSES; it must not clash with TrainingArguments' hub fields."""
     from transformers import HfArgumentParser, TrainingArguments
 
-    from bertlite.hub import PushOptions, push_if_requested
+    from bertlite.cli.push import PushOptions
+    from bertlite.hub import push_if_requested
 
     parser = HfArgumentParser((TrainingArguments, PushOptions))
     _, options = parser.parse_args_into_dataclasses(

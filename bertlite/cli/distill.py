@@ -14,7 +14,8 @@ from ..errors import BertliteError
 from ..loading import DEFAULT_TEACHER, display_name, resolve_model_name
 from ..record import METRICS_FILE
 from ..hub.metrics import invoked_command, record_command
-from ..hub.push import PushOptions, push_if_requested
+from ..hub.push import push_if_requested
+from .push import PushOptions
 
 HELP = "Distil a teacher into a smaller student on a task (default: packaged MiniLM on rotten_tomatoes)."
 

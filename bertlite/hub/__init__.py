@@ -11,13 +11,13 @@ from __future__ import annotations
 from .formats import ModelFormat, register_format, registered_formats
 from .load import download_compressed, load_compressed
 from .methods import MethodNote, register_method
-from .push import PushOptions, PushResult, push_compressed, push_if_requested
+from .push import PushResult, push_compressed, push_if_requested
 
 # The name other commands look for when they offer a push at the end of their run.
 push_to_hub = push_compressed
 
 __all__ = [
-    "ModelCardCallback", "ModelFormat", "MethodNote", "PushOptions", "PushResult", "build_model_card",
+    "ModelCardCallback", "ModelFormat", "MethodNote", "PushResult", "build_model_card",
     "download_compressed", "load_compressed", "push_compressed", "push_if_requested", "push_to_hub",
     "register_format", "register_method", "registered_formats", "render_model_card",
 ]

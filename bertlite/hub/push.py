@@ -190,31 +190,9 @@ def _upload_content(model: ModelFolder, name: str):
     return (json.dumps(clean, indent=2)).encode("utf-8")
 
 
-@dataclass
-class PushOptions:
-    """Fields other bertlite commands add to their DATACLASSES to push their output folder when they finish.
-
-    Named push_* so that they never clash with TrainingArguments' own hub_* / push_to_hub fields (leave those
-    off: the Trainer's push would also upload pickled training_args.bin and checkpoints).
-    """
-
-    push_repo_id: str | None = field(default=None, metadata={
-        "help": "After saving, push the output folder to this Hub repo (ORG/NAME) with a generated model card. "
-                "Token: HF_TOKEN or `hf auth login`."})
-    push_private: bool = field(default=False, metadata={"help": "Create the Hub repo as private (an existing repo keeps its visibility)."})
-    push_revision: str | None = field(default=None, metadata={"help": "Branch to push to (created if missing); default main."})
-    push_license: str | None = field(default=None, metadata={
-        "help": "License of the base model, for the card metadata (e.g. apache-2.0); known for bertlite's aliases."})
-    push_timeout: float | None = field(default=None, metadata={
-        "help": "Seconds the Hub may take to answer each request of the push (default: BERTLITE_HUB_TIMEOUT, else 60)."})
-
-    def __post_init__(self):
-        if self.push_repo_id is not None and not REPO_ID.match(self.push_repo_id):
-            raise ValueError(f"--push_repo_id {self.push_repo_id!r} is not a Hub repo id: use ORG/NAME.")
-
-
-def push_if_requested(folder: str, options: PushOptions | None, **kwargs) -> PushResult | None:
-    """Push `folder` when the command was given --push_repo_id; print where it went. Returns None otherwise."""
+def push_if_requested(folder: str, options, **kwargs) -> PushResult | None:
+    """Push `folder` when the command was given --push_repo_id (`options`: the command's
+    `bertlite.cli.push.PushOptions`); print where it went. Returns None otherwise."""
     if options is None or not options.push_repo_id:
         return None
     result = push_compressed(folder, options.push_repo_id, private=options.push_private, timeout=options.push_timeout,
