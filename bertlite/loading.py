@@ -72,8 +72,18 @@ def load_tokenizer(name_or_path: str, trust_remote_code: bool = False):
     try:
         # from_pretrained(dir), never BertTokenizer(vocab_file=...): the latter silently yields [UNK]s.
         return AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
-    except OSError as err:
-        raise BertliteError(f"Could not load a tokenizer from {name_or_path!r}: {err}") from err
+    except _library_errors() as err:
+        raise BertliteError(f"Could not load a tokenizer from {name_or_path!r}: {_first_line(err)}") from err
+
+
+def default_output_dir(name_or_path: str, suffix: str = "int8") -> str:
+    """Where a command writes when no --output_dir is given, the same rule for every command: next to the input
+    for a local folder (`runs/model` -> `runs/model-<suffix>`), in the current folder for a Hub id or alias
+    (`org/model` -> `./org--model-<suffix>`)."""
+    name = str(name_or_path)
+    if os.path.isdir(name):
+        return f"{os.path.normpath(name)}-{suffix}"
+    return os.path.join(".", f"{name.replace('/', '--')}-{suffix}")
 
 
 # ----- the one model loader ---------------------------------------------------------------------------------------

@@ -121,7 +121,7 @@ def test_impossible_targets_give_a_clear_error_and_write_nothing(tiny_folder, tm
 
 
 def test_default_output_folder_is_next_to_a_local_model_or_named_after_a_hub_id(tmp_path):
-    from bertlite.quantization.folder import default_output_dir
+    from bertlite.loading import default_output_dir
 
     folder = tmp_path / "runs" / "student"
     folder.mkdir(parents=True)

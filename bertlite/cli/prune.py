@@ -168,7 +168,7 @@ DATACLASSES = (PruneArguments,)
 
 
 def run(args: PruneArguments) -> int:
-    from ..quantization.folder import default_output_dir
+    from ..loading import default_output_dir
 
     args.output_dir = args.output_dir or default_output_dir(args.model, "pruned")
     if args.is_structured:

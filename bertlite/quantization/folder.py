@@ -8,7 +8,7 @@ import warnings
 from ..record import CompressionConfig
 from ..errors import BertliteError
 from ..evaluation import folder_size_mb
-from ..loading import display_name, load_model, load_tokenizer, resolve_model_name
+from ..loading import default_output_dir, display_name, load_model, load_tokenizer, resolve_model_name
 from .check import QuantizationReport, compare_with_fp32
 from .config import QuantizationConfig
 from .convert import make_config, quantize_model
@@ -18,16 +18,6 @@ from .serialization import save_quantized
 def load_fp32_model(name_or_path: str):
     """The model a folder holds, with its own head (a bare encoder stays a bare encoder); int8 folders are refused."""
     return load_model(name_or_path)
-
-
-def default_output_dir(name_or_path: str, suffix: str = "int8") -> str:
-    """Where a command writes when no --output_dir is given, the same rule for every command: next to the input
-    for a local folder (`runs/model` -> `runs/model-<suffix>`), in the current folder for a Hub id or alias
-    (`org/model` -> `./org--model-<suffix>`)."""
-    name = str(name_or_path)
-    if os.path.isdir(name):
-        return f"{os.path.normpath(name)}-{suffix}"
-    return os.path.join(".", f"{name.replace('/', '--')}-{suffix}")
 
 
 def check_data(task: str | None, split: str = "test", max_examples: int | None = None):

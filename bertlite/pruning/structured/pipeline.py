@@ -30,7 +30,7 @@ def run_structured(args) -> str:
     from ...data import load_task, tokenize
     from ...evaluation import accuracy
     from ...loading import display_name, load_model, load_tokenizer, resolve_model_name
-    from ...quantization.folder import default_output_dir
+    from ...loading import default_output_dir
     from ...record import CompressionConfig
 
     set_seed(args.seed)

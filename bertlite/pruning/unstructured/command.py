@@ -40,7 +40,7 @@ def _train_fn(args, tokenizer, train_dataset, **overrides):
 
 
 def _output_dir(args) -> str:
-    from ...quantization.folder import default_output_dir
+    from ...loading import default_output_dir
 
     return args.output_dir or default_output_dir(args.model, "pruned")
 
