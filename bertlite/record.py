@@ -69,21 +69,26 @@ def redact_secrets(value):
     return value
 
 
-def write_json(path: str, value) -> str:
-    """Write JSON atomically (a reader or a crash never sees half a file) and with every secret redacted: every
-    record bertlite writes (metrics.json, compression_config.json, markers) goes through here."""
+def write_text(path: str, text: str) -> str:
+    """Write a file atomically: a reader (or a crash) sees the old file or the new one, never half of one."""
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(redact_secrets(value), f, indent=2)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
     return path
+
+
+def write_json(path: str, value) -> str:
+    """Write JSON atomically with every secret redacted: every record bertlite writes (metrics.json,
+    compression_config.json, markers) goes through here."""
+    return write_text(path, json.dumps(redact_secrets(value), indent=2))
 
 
 def save_metrics(folder: str, metrics: dict) -> str:

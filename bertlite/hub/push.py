@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
-import tempfile
 from dataclasses import dataclass, field
 
 from ..record import VERSION as __version__
@@ -21,7 +19,7 @@ from .card import is_bertlite_card, render_model_card
 from .errors import LOGIN_HINT, hub_errors
 from .folder import CARD_NAME, COMPRESSION_CONFIG_NAME, WEIGHT_PATTERNS, ModelFolder, matches
 from .formats import extra_file_patterns
-from ..record import METRICS_FILE, redact_secrets
+from ..record import METRICS_FILE, redact_secrets, write_text
 from .timeouts import hub_calls
 
 logger = logging.getLogger(__name__)
@@ -79,16 +77,7 @@ def _write_local_card(folder: ModelFolder, text: str) -> str | None:
             return None
         if current == text:
             return path
-    fd, tmp = tempfile.mkstemp(dir=folder.path, prefix=".README.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    return path
+    return write_text(path, text)
 
 
 def push_compressed(folder: str, repo_id: str, *, private: bool = False, revision: str | None = None,
