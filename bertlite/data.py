@@ -123,7 +123,7 @@ def _is_offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes") or os.environ.get("HF_DATASETS_OFFLINE", "0").lower() in ("1", "true", "yes")
 
 
-def _hub_load(task: str, *args, **kwargs):
+def hub_load(task: str, *args, **kwargs):
     from datasets import load_dataset
 
     if _is_offline():
@@ -295,7 +295,7 @@ def glue_splits(task: str, raw):
 
 def load_glue(task: str):
     _, second, num_labels = GLUE_TASKS[task]
-    dsd = glue_splits(task, _hub_load(task, GLUE_DATASET, task))
+    dsd = glue_splits(task, hub_load(task, GLUE_DATASET, task))
     note = "GLUE validation used as test; a stratified 10% of train used as validation"
     if task == "mnli":
         note += "; test is validation_matched and test_mismatched validation_mismatched"
@@ -402,7 +402,7 @@ def load_task(task: str, *, text_column: str = "text", text_pair_column: str | N
     elif os.path.isfile(task) or Path(task).suffix.lower() in (".csv", ".tsv", ".json", ".jsonl"):
         dsd, info = load_files(task, text_column=text_column, text_pair_column=text_pair_column, label_column=label_column)
     else:
-        raw = _hub_load(task, task)
+        raw = hub_load(task, task)
         dsd = _normalise(raw, text_column, text_pair_column, label_column)
         if "test" not in dsd or "validation" not in dsd:
             if "validation" not in dsd and "test" in dsd:

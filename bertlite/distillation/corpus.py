@@ -52,7 +52,7 @@ def text_stream(source: str = PACKAGED_CORPUS, text_column: str = "text", split:
     """An IterableDataset with one column, `text`."""
     from datasets import IterableDataset, load_dataset
 
-    from ..data import OFFLINE_TASKS, _hub_load
+    from ..data import OFFLINE_TASKS, hub_load
 
     if source == PACKAGED_CORPUS or source in OFFLINE_TASKS:
         tasks = list(OFFLINE_TASKS) if source == PACKAGED_CORPUS else [source]
@@ -67,7 +67,7 @@ def text_stream(source: str = PACKAGED_CORPUS, text_column: str = "text", split:
         kwargs = {"delimiter": "\t"} if suffix == ".tsv" else {}
         stream = load_dataset(FILE_BUILDERS[suffix], data_files=files, split="train", streaming=True, **kwargs)
     else:
-        stream = _hub_load(source, source, split=split, streaming=True)
+        stream = hub_load(source, source, split=split, streaming=True)
     columns = stream.column_names
     if columns is None:  # streamed CSV/JSON: the columns are known once a row was read
         first = next(iter(stream), None)

@@ -29,7 +29,7 @@ from torch import nn
 
 from ..errors import BertliteError
 from .backends import get_backend
-from .backends.torchao_backend import _quiet_torchao_import
+from .backends.torchao_backend import quiet_torchao_import
 from .convert import RECORD_ATTR, set_submodule
 from .weights import INT8_RANGE
 
@@ -42,7 +42,7 @@ def _pt2e_api():
     try:
         # Importing inductor's freezing passes runs a deprecated `torch.jit.script_method` inside torch itself
         # (torch.utils.mkldnn); that one message says nothing to a bertlite user.
-        with _quiet_torchao_import(), warnings.catch_warnings():
+        with quiet_torchao_import(), warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=r"`torch\.jit\.script_method` is deprecated", category=DeprecationWarning)
             import torchao.quantization.pt2e.quantizer.x86_inductor_quantizer as x86
             from torchao.quantization.pt2e import PerChannelMinMaxObserver

@@ -22,7 +22,7 @@ MIN_TORCHAO = (0, 14)  # Int8Tensor (the "version 2" int8 config) appeared in 0.
 
 
 @contextmanager
-def _quiet_torchao_import():
+def quiet_torchao_import():
     # torchao's CPU wheels try to load their CUDA kernel libraries at import and log one warning per library.
     from ..._quiet import install
 
@@ -37,7 +37,7 @@ def _quiet_torchao_import():
 
 
 def _torchao():
-    with _quiet_torchao_import():
+    with quiet_torchao_import():
         import torchao
         from torchao.quantization import Int8Tensor, MappingType, PerRow, PerTensor
         from torchao.quantization.quantize_.workflows.int8.int8_tensor import QuantizeTensorToInt8Kwargs
@@ -108,7 +108,7 @@ def inference_inductor_flags() -> dict:
     try:
         inductor_config.freezing = True
         if importlib.util.find_spec("torchao") is not None:
-            with _quiet_torchao_import():
+            with quiet_torchao_import():
                 from torchao.quantization.utils import recommended_inductor_config_setter
             recommended_inductor_config_setter()
         after = inductor_config.get_config_copy()
