@@ -29,6 +29,7 @@ UPLOAD_PATTERNS = (
     "tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json", "merges.txt", "special_tokens_map.json",
     "added_tokens.json", "spiece.model", "sentencepiece.bpe.model", "tokenizer.model", "chat_template.jinja",
     "compression_config.json", "metrics.json", "training_summary.json",  # bertlite's records
+    "report.json", "report.md",  # a `bertlite benchmark` report the card embeds (its plot travels as an image it shows)
     CARD_NAME,
 )
 # Images travel when the card shows them (its text names the file).

@@ -73,5 +73,7 @@ def quantize_folder(model: str, output_dir: str | None = None, config: Quantizat
     sizes = {"fp32_mb": round(folder_size_mb(source), 2) if os.path.isdir(source) else None,
              "int8_mb": round(folder_size_mb(output_dir), 2)}
     history.metrics["quantization"] = {**sizes, **(report.to_dict() if report else {})}
+    if report is not None and task and not max_check_examples:  # the whole split: the card's column
+        history.measured(**{f"{check_split}_accuracy": report.int8_accuracy})
     history.save_pretrained(output_dir)
     return output_dir, report
