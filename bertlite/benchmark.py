@@ -39,6 +39,7 @@ class ModelResult:
     latency_ms: dict = field(default_factory=dict)  # batch size -> median ms
     int8: bool = False
     role: str = "model"  # "model", or "baseline" (--baseline: compared, never the reference)
+    shape: dict = field(default_factory=dict)  # layers, hidden_size (the card's "Layers × hidden size" row)
 
     def throughput(self, batch: int) -> float | None:
         """Sentences per second at this batch size (of SEQ_LEN tokens)."""
@@ -48,7 +49,7 @@ class ModelResult:
     def row(self, first: "ModelResult") -> dict:
         """The flat record of report.json: measurements, then ratios to the first model."""
         out = {"label": self.label, "path": self.path, "role": self.role, "int8": self.int8, **self.quality,
-               "parameters": self.parameters, "size_mb": _round(self.size_mb, 2)}
+               **self.shape, "parameters": self.parameters, "size_mb": _round(self.size_mb, 2)}
         for batch in sorted(self.latency_ms):
             out[f"latency_ms_b{batch}"] = _round(self.latency_ms[batch], 3)
             out[f"throughput_b{batch}"] = _round(self.throughput(batch), 2)
@@ -84,14 +85,15 @@ class Report:
         first = self.results[0]
         return [r.row(first) for r in self.results]
 
-    def to_dict(self) -> dict:
+    def to_dict(self, output_dir: str | None = None) -> dict:
+        """report.json. Written into a model folder that is one of the measured models, that row gets "here": true,
+        so that the folder's model card finds its own row wherever the folder is later moved or copied."""
+        rows = self.rows
+        for row in rows:
+            if output_dir and row["path"] and os.path.realpath(row["path"]) == os.path.realpath(output_dir):
+                row["here"] = True
         return {"task": self.task, "main": self.main, "metric_name": self.metric_name, "setup": self.setup,
-                "models": self.rows, "bertlite_version": VERSION}
-
-    def row_for(self, folder: str) -> dict | None:
-        """The row of the model saved in `folder`, if it is one of the measured ones."""
-        target = os.path.realpath(folder)
-        return next((row for row in self.rows if row["path"] and os.path.realpath(row["path"]) == target), None)
+                "models": rows, "bertlite_version": VERSION}
 
     # ----- rendering -----
     def markdown_table(self) -> str:
@@ -141,7 +143,7 @@ class Report:
     def write(self, output_dir: str, plot: bool = True) -> dict[str, str]:
         """Write report.json, report.md and (plot=True) pareto.png into `output_dir`; returns their paths."""
         os.makedirs(output_dir, exist_ok=True)
-        paths = {"json": write_json(os.path.join(output_dir, REPORT_JSON), self.to_dict())}
+        paths = {"json": write_json(os.path.join(output_dir, REPORT_JSON), self.to_dict(output_dir))}
         if plot:
             paths["png"] = write_pareto_plot(self, os.path.join(output_dir, PARETO_PNG))
         paths["md"] = write_text(os.path.join(output_dir, REPORT_MD), self.markdown(plot=plot))
@@ -155,7 +157,8 @@ class Report:
             quality = {k: v for k, v in row.items() if k.split("_", 1)[0] in ("test", "validation") and not k.endswith("_of_first")}
             results.append(ModelResult(label=row["label"], path=row.get("path"), quality=quality,
                                        parameters=row.get("parameters"), size_mb=row.get("size_mb"), latency_ms=latency,
-                                       int8=bool(row.get("int8")), role=row.get("role", "model")))
+                                       int8=bool(row.get("int8")), role=row.get("role", "model"),
+                                       shape={k: row[k] for k in ("layers", "hidden_size") if k in row}))
         if not results:
             raise BertliteError("The benchmark report lists no model.")
         return cls(task=values.get("task"), main=values.get("main"), results=results, setup=values.get("setup") or {},
@@ -365,8 +368,10 @@ def benchmark_models(models, task: str, *, splits=("test", "validation"), compil
                                     desc=f"{label} {split}")
             quality.update({f"{split}_{name}": value for name, value in values.items()})
         size = round(folder_size_mb(path), 2) if path else None
+        config = getattr(model, "config", None)
+        shape = {"layers": getattr(config, "num_hidden_layers", None), "hidden_size": getattr(config, "hidden_size", None)}
         results.append(ModelResult(label=label, path=path, quality=quality, parameters=_parameters(model, path),
-                                   size_mb=size, int8=int8, role=role))
+                                   size_mb=size, int8=int8, role=role, shape={k: v for k, v in shape.items() if v}))
         timed[label] = fast
         log(f"  {label}: {main} {quality[main]:.4f}, {results[-1].parameters:,} parameters"
             + (f", {size:.1f} MB" if size is not None else ""))

@@ -104,6 +104,7 @@ def test_benchmark_of_two_models_writes_report_json_md_and_png(workdir, capsys):
 
     assert imread(str(out / "pareto.png")).shape[:2] == (height, width)  # decodes as an image
     assert Report.read(str(out)).rows == report["models"]  # report.json reads back to the same rows
+    assert not any("here" in row for row in report["models"])  # written beside, not into, the models
 
 
 def test_pareto_front_keeps_the_undominated_models():
@@ -130,11 +131,15 @@ def test_from_reads_a_compress_run_layout_and_the_card_embeds_the_report(workdir
     shutil.copytree(stages / "04-int8", run / "final")
 
     assert main(["benchmark", "--from", str(run), "--task", csv, *FAST]) == 0
+    shutil.move(str(run), str(tmp_path / "moved"))  # the card finds the folder's own row after a move too
+    run = tmp_path / "moved"
     report = json.loads((run / "final" / "report.json").read_text())
+    assert [r.get("here", False) for r in report["models"]] == [False, False, False, True]
     assert [r["label"] for r in report["models"]] == ["01-teacher", "03-distillation", "04-int8", "final"]
     assert [r["int8"] for r in report["models"]] == [False, False, True, True]
     int8_row = report["models"][-1]
     assert int8_row["size_mb"] < report["models"][1]["size_mb"] and int8_row["smaller"] > 1
+    assert int8_row["parameters"] == report["models"][1]["parameters"]  # scales and zero points are not parameters
     assert (run / "final" / "pareto.png").is_file() and (run / "final" / "report.md").is_file()
 
     from bertlite.hub.card import build_model_card
@@ -256,3 +261,52 @@ def test_push_dry_run_writes_the_card_lists_files_and_uploads_nothing(workdir, t
     # Without --card_path and without --repo_id the card goes where a push puts it, naming the folder.
     assert main(["push", str(folder), "--dry_run"]) == 0
     assert "bertlite.load_compressed(\"model\")" in (folder / "README.md").read_text()
+
+
+ONNX_ALONE = r"""
+import json, sys
+import numpy as np
+import onnxruntime
+from tokenizers import Tokenizer
+
+folder, texts = sys.argv[1], json.loads(sys.argv[2])
+tokenizer = Tokenizer.from_file(folder + "/tokenizer.json")
+tokenizer.enable_padding()
+encoded = tokenizer.encode_batch(texts)
+session = onnxruntime.InferenceSession(folder + "/model_int8.onnx", providers=["CPUExecutionProvider"])
+feeds = {"input_ids": np.array([e.ids for e in encoded], dtype=np.int64),
+         "attention_mask": np.array([e.attention_mask for e in encoded], dtype=np.int64),
+         "token_type_ids": np.array([e.type_ids for e in encoded], dtype=np.int64)}
+logits = session.run(None, {i.name: feeds[i.name] for i in session.get_inputs()})[0]
+assert "torch" not in sys.modules and "bertlite" not in sys.modules
+print(json.dumps(logits.tolist()))
+"""
+
+
+def test_quantize_export_onnx_runs_with_onnxruntime_alone_and_matches_the_pytorch_int8_model(workdir, tmp_path):
+    import subprocess
+    import sys
+
+    from bertlite import load_compressed
+    from bertlite.quantization.check import SAMPLE_SENTENCES
+    from bertlite.record import CompressionConfig
+
+    _, _, teacher, _ = workdir
+    out = tmp_path / "int8"
+    assert main(["quantize", "--model", teacher, "--output_dir", str(out), "--export", "onnx"]) == 0
+    assert (out / "onnx" / "model_int8.onnx").is_file() and (out / "onnx" / "tokenizer.json").is_file()
+    # The int8 folder's own size and files are unchanged by the export (it lives in a sub-folder).
+    assert not any(name.endswith(".onnx") for name in os.listdir(out))
+    check = CompressionConfig.from_pretrained(str(out)).metrics["quantization"]["onnx_export"]
+    assert check["label_agreement"] >= 0.99 and not check["problems"]
+
+    result = subprocess.run([sys.executable, "-c", ONNX_ALONE, str(out / "onnx"), json.dumps(SAMPLE_SENTENCES)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    onnx_logits = torch.tensor(json.loads(result.stdout))
+    model, tokenizer = load_compressed(str(out), return_tokenizer=True)
+    with torch.no_grad():
+        torch_logits = model(**tokenizer(SAMPLE_SENTENCES, padding=True, return_tensors="pt")).logits
+    assert (onnx_logits.argmax(-1) == torch_logits.argmax(-1)).float().mean() >= 0.99
+    # Within what the export check measured on the same sentences (both int8: rounding differs, not the weights).
+    assert (onnx_logits - torch_logits).abs().max() <= check["max_abs_logit_diff"] + 1e-4

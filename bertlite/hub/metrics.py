@@ -231,7 +231,8 @@ def _use_benchmark_report(folder, metrics: CardMetrics) -> None:
     except (ValueError, KeyError, TypeError) as err:
         raise BertliteError(f"{path} is not a bertlite benchmark report: {err}") from err
     target = os.path.realpath(folder.path)
-    own = next((r for r in rows if r.get("path") and os.path.realpath(r["path"]) == target), None)
+    own = next((r for r in rows if r.get("here")), None) or next(
+        (r for r in rows if r.get("path") and os.path.realpath(r["path"]) == target), None)
     if own is None or rows[0] is own:
         return
     setup = report.get("setup") or {}
@@ -241,7 +242,7 @@ def _use_benchmark_report(folder, metrics: CardMetrics) -> None:
 
     metrics.teacher, metrics.student = figures(rows[0]), figures(own)
     metrics.latency_setup = {"seq_len": setup.get("seq_len"), "threads": setup.get("threads"),
-                             "OMP_WAIT_POLICY": setup.get("omp_wait_policy"), "measured_by": "bertlite benchmark"}
+                             "OpenMP wait policy": setup.get("omp_wait_policy"), "measured_by": "bertlite benchmark"}
     metrics.command = redact_secrets(setup.get("command")) or metrics.command
     metrics.seeds = None
     metrics.filled_from_files = []
