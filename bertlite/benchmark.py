@@ -184,9 +184,9 @@ def _label(key: str) -> str:
     return f"{split.capitalize()} {metric.replace('_', ' ')}"
 
 
-def _num(value, fmt: str) -> str:
+def _num(value, fmt: str, missing: str = "—") -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "—"
+        return missing
     return fmt.format(value)
 
 
@@ -294,7 +294,8 @@ def _check_classifier(label: str, path: str) -> None:
                             "task, e.g. the teacher folder `bertlite distill` writes and its students.")
 
 
-def _parameters(model, path: str | None) -> int:
+def _parameters(model, path: str | None) -> int | None:
+    """None when neither the files nor the module say (an ONNX graph keeps its weights inside)."""
     from .evaluation import count_parameters
 
     if path:
@@ -304,7 +305,7 @@ def _parameters(model, path: str | None) -> int:
         counted = ModelFolder.inspect(path).num_parameters
         if counted:
             return counted
-    return count_parameters(model)
+    return count_parameters(model) or None
 
 
 def _machine() -> str:
@@ -373,8 +374,8 @@ def benchmark_models(models, task: str, *, splits=("test", "validation"), compil
         results.append(ModelResult(label=label, path=path, quality=quality, parameters=_parameters(model, path),
                                    size_mb=size, int8=int8, role=role, shape={k: v for k, v in shape.items() if v}))
         timed[label] = fast
-        log(f"  {label}: {main} {quality[main]:.4f}, {results[-1].parameters:,} parameters"
-            + (f", {size:.1f} MB" if size is not None else ""))
+        log(f"  {label}: {main} {quality[main]:.4f}" + _num(results[-1].parameters, ", {:,} parameters", "")
+            + _num(size, ", {:.1f} MB", ""))
     for batch in BATCHES:
         log(f"  latency at batch {batch} × {SEQ_LEN} tokens ({rounds} interleaved rounds)...")
         latency = compare_latency(timed, batch_size=batch, seq_len=SEQ_LEN, rounds=rounds, repeats=repeats)

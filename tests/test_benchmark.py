@@ -310,3 +310,10 @@ def test_quantize_export_onnx_runs_with_onnxruntime_alone_and_matches_the_pytorc
     assert (onnx_logits.argmax(-1) == torch_logits.argmax(-1)).float().mean() >= 0.99
     # Within what the export check measured on the same sentences (both int8: rounding differs, not the weights).
     assert (onnx_logits - torch_logits).abs().max() <= check["max_abs_logit_diff"] + 1e-4
+
+    # The exported folder is benchmarked like any other: size is the .onnx file, its weights are inside the graph.
+    _, csv, _, _ = workdir
+    row = benchmark_models([("teacher", teacher), ("onnx", str(out / "onnx"))], csv, rounds=1, repeats=1,
+                           log=lambda *a: None).rows[1]
+    assert row["int8"] and row["parameters"] is None and row["latency_ms_b8"] > 0
+    assert row["size_mb"] == pytest.approx(os.path.getsize(out / "onnx" / "model_int8.onnx") / 1e6, abs=0.01)
