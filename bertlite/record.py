@@ -69,14 +69,15 @@ def redact_secrets(value):
     return value
 
 
-def write_text(path: str, text: str) -> str:
-    """Write a file atomically: a reader (or a crash) sees the old file or the new one, never half of one."""
+def write_text(path: str, content: str | bytes) -> str:
+    """Write a file atomically: into a temporary file beside it, then renamed into place, so a reader (or a crash)
+    sees the old file or the new one, never half of one."""
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(content if isinstance(content, bytes) else content.encode("utf-8"))
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -93,6 +94,10 @@ def write_json(path: str, value) -> str:
 
 def save_metrics(folder: str, metrics: dict) -> str:
     return write_json(os.path.join(folder, METRICS_FILE), metrics)
+
+
+# Top-level metrics keys that describe one measuring run of the student (set aside with its figures).
+RUN_KEYS = ("latency_setup", "speedup", "seeds", "command")
 
 
 @dataclass
@@ -113,9 +118,33 @@ class CompressionConfig:
     metrics: dict = field(default_factory=dict)  # e.g. {"teacher": {...}, "student": {...}}
 
     def add_step(self, method: str, **params) -> CompressionStep:
+        """Record a step. Every step changes the weights, so what was measured on the model before it (the
+        "student" figures, and the latencies paired with them) is set aside under metrics["earlier"]: the model
+        card then never shows another model's numbers as this one's. The command records its own measurements
+        of the new model afterwards (`measured`)."""
+        self._set_aside_measurements()
         step = CompressionStep(method=method, params=_jsonable(params))
         self.steps.append(step)
         return step
+
+    def _set_aside_measurements(self) -> None:
+        student = self.metrics.get("student") or self.metrics.get("compressed")
+        if not student:
+            return
+        self.metrics.pop("compressed", None)
+        teacher = self.metrics.get("teacher") or {}
+        # Latencies are only comparable within one run: the teacher's go with the student's they were measured with.
+        paired = {k: teacher.pop(k) for k in list(teacher) if k.startswith(("latency_ms", "speedup"))}
+        entry = {"after_step": len(self.steps), "method": self.steps[-1].method if self.steps else None,
+                 "student": self.metrics.pop("student"), "teacher": paired}
+        for key in RUN_KEYS:
+            if key in self.metrics:
+                entry[key] = self.metrics.pop(key)
+        self.metrics.setdefault("earlier", []).append(entry)
+
+    def measured(self, **values) -> None:
+        """Record figures measured on the model this step wrote (e.g. test_accuracy=0.81): the card's column."""
+        self.metrics.setdefault("student", {}).update({k: v for k, v in values.items() if v is not None})
 
     @property
     def methods(self) -> list[str]:

@@ -20,6 +20,7 @@ COMMANDS = {
     "quantize": "bertlite.cli.quantize",
     "push": "bertlite.cli.push",
     "augment": "bertlite.cli.augment",
+    "benchmark": "bertlite.cli.benchmark",
 }
 # Commands that train. OpenMP's default spin-waiting made training steps 3-9x slower on small shared CPU machines,
 # and passive waiting costs nothing measurable when the machine is idle; but it slows batch-1 serving, so it is

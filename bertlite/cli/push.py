@@ -52,12 +52,20 @@ class PushArguments:
         "help": "Also upload the files matching these globs (repeat the flag or separate with commas), e.g. "
                 "--include 'notes.md,*.csv'. Without it only what a model folder holds travels (weights, config, "
                 "tokenizer, bertlite's records, card); other files are listed as skipped.", "action": "append"})
+    dry_run: bool = field(default=False, metadata={
+        "help": "Upload nothing and contact no Hub (no token needed): write the model card that would be pushed (to "
+                "--card_path, else the folder's README.md, as a push does) and list the files a push would upload and "
+                "those it would skip. --repo_id is optional then (the card names the folder)."})
+    card_path: str | None = field(default=None, metadata={
+        "help": "Write the generated card to this file instead of the folder's README.md (the Hub still gets it as README.md)."})
 
     def __post_init__(self):
         if not self.folder:
             raise ValueError("Give the model folder to push: bertlite push DIR --repo-id ORG/NAME (or --folder DIR).")
-        if not self.repo_id:
+        if not self.repo_id and not self.dry_run:
             raise ValueError("Give the Hub repo to push to with --repo-id ORG/NAME.")
+        if self.card_path and self.no_card:
+            raise ValueError("--card_path writes the generated card; --no_card pushes the folder's own README.md instead.")
 
 
 DATACLASSES = (PushArguments,)
@@ -69,6 +77,7 @@ def run(args: PushArguments) -> int:
     # The token comes from HF_TOKEN or `hf auth login`, never from a flag: flags end up in shell history and logs.
     result = push_compressed(args.folder, args.repo_id, private=args.private, revision=args.revision,
                              commit_message=args.commit_message, license=args.license, model_card=not args.no_card,
-                             include=args.include or (), timeout=args.timeout)
+                             include=args.include or (), timeout=args.timeout, dry_run=args.dry_run,
+                             card_path=args.card_path)
     print(result.summary())
     return 0

@@ -34,6 +34,10 @@ class QuantizeArguments:
                 "activations and weights; onnxruntime: weights."})
     quantize_embeddings: bool = field(default=False, metadata={"help": "Store the word-embedding matrix in int8 too (smaller file)."})
     keep_fp32_model: bool = field(default=False, metadata={"help": "Also save the fp32 model under <output-dir>/fp32."})
+    export: str = field(default=None, metadata={
+        "help": "onnx: also write <output_dir>/onnx/ with the model as one int8 ONNX file (model_int8.onnx, runnable "
+                "with onnxruntime alone), its config and tokenizer, checked against the PyTorch int8 model with the "
+                "thresholds below. Needs onnxruntime and onnx.", "choices": ["onnx"]})
     task: str = field(default=None, metadata={"help": "Task whose data the fp32/int8 check runs on (default: built-in sample sentences)."})
     check_split: str = field(default="test", metadata={"help": "Split of --task used for the check."})
     max_check_examples: int = field(default=None, metadata={"help": "Use at most this many examples for the check."})
@@ -69,9 +73,22 @@ def run(args: QuantizeArguments) -> int:
         max_accuracy_drop=args.max_accuracy_drop, min_label_agreement=args.min_label_agreement,
         backend=args.backend, keep_fp32=args.keep_fp32_patterns(), per_channel=args.per_channel,
         reduce_range=args.reduce_range, activations=args.activations, quantize_embeddings=args.quantize_embeddings,
+        export=args.export,
     )
     print(f"int8 model ({args.backend}) written to {output_dir} ({folder_size_mb(output_dir):.1f} MB of weights)")
     if report is not None:
         print(report.summary())
     print(f"Load it with: bertlite.load_compressed({output_dir!r})")
+    if args.export:
+        import os
+
+        from ..quantization.folder import ONNX_EXPORT_DIR
+        from ..record import CompressionConfig
+
+        onnx_dir = os.path.join(output_dir, ONNX_EXPORT_DIR)
+        check = CompressionConfig.from_pretrained(output_dir).metrics["quantization"]["onnx_export"]
+        agreement = check.get("label_agreement")
+        print(f"ONNX int8 export written to {onnx_dir} (model_int8.onnx runs with onnxruntime alone); against the "
+              f"PyTorch int8 model: max |logit diff| {check.get('max_abs_logit_diff', float('nan')):.4f}"
+              + (f", label agreement {100 * agreement:.2f}%" if agreement is not None else ""))
     return 0

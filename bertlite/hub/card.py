@@ -123,8 +123,7 @@ def _metric_rows(metrics: CardMetrics) -> tuple[list[dict], list[str]]:
     rows.append({"label": "Size of the weights (MB)", "teacher": _or_missing(teacher.size_mb, lambda v: f"{v:.1f}"),
                  "student": _or_missing(student.size_mb, lambda v: f"{v:.1f}")})
     seq_len = metrics.latency_setup.get("seq_len")
-    batches = metrics.latency_batches or [None]
-    for batch in batches:
+    for batch in metrics.latency_batches:  # none measured on this model: no latency rows (never another model's)
         setup = (f"batch {batch}" if batch is not None else "batch size not recorded") + (f" × {seq_len} tokens" if seq_len else "")
         rows.append({"label": f"CPU latency, ms ({setup})",
                      "teacher": _or_missing(teacher.latency_ms.get(batch), lambda v: f"{v:.1f}"),
@@ -148,6 +147,42 @@ def _metric_rows(metrics: CardMetrics) -> tuple[list[dict], list[str]]:
     if metrics.quality_keys and not metrics.seeds:
         notes.append("Quality metrics come from a single training run: no spread over seeds was recorded.")
     return rows, notes
+
+
+def _earlier_notes(metrics: CardMetrics) -> list[str]:
+    """Figures recorded on the models of earlier steps, said to be theirs: later steps changed the weights."""
+    notes = []
+    for entry in metrics.earlier:
+        student = entry["student"]
+        figures = [f"{metric_label(metric)} {value:.4f} ({split or 'split not recorded'})"
+                   for (metric, split), value in sorted(student.quality.items(), key=lambda kv: (kv[0][1] or "", kv[0][0]))]
+        if student.parameters:
+            figures.append(f"{int(student.parameters):,} parameters")
+        if student.size_mb:
+            figures.append(f"{student.size_mb:.1f} MB")
+        figures += [f"{x:.2f}× faster than the teacher at batch {b}" for b, x in sorted(student.speedup.items(), key=str)
+                    if b is not None]
+        if not figures:
+            continue
+        step = entry.get("after_step")
+        which = (f"the model of step {step} ({note_for(entry['method']).title.lower()})" if step and entry.get("method")
+                 else "the model before the first recorded step")
+        notes.append(f"Measured on {which}, not on the model in this folder (a later step changed the weights): "
+                     + "; ".join(figures) + ".")
+    return notes
+
+
+def _benchmark_section(folder: ModelFolder) -> str | None:
+    """The folder's `bertlite benchmark` report (report.md without its title), shown on the card with its plot."""
+    from ..benchmark import REPORT_MD
+
+    if not folder.has(REPORT_MD):
+        return None
+    with open(folder.file(REPORT_MD), encoding="utf-8") as f:
+        lines = f.read().strip().splitlines()
+    if lines and lines[0].startswith("# "):
+        lines = lines[1:]
+    return "\n".join(lines).strip() or None
 
 
 def _training_section(folder: ModelFolder) -> dict | None:
@@ -264,6 +299,7 @@ def build_model_card(folder: str | ModelFolder, repo_id: str | None = None, *, l
         base_model_url=f"https://huggingface.co/{base_hub}" if base_hub else None,
         task=compression.task, dataset=compression.dataset, dataset_url=dataset_url, split_note=compression.split_note,
         steps=steps, metric_rows=rows, metric_notes=notes, command=metrics.command, metrics_sources=metrics.sources,
+        earlier_notes=_earlier_notes(metrics), benchmark=_benchmark_section(folder),
         architecture={
             "class_name": folder.architecture or "unknown", "model_type": folder.model_type or "unknown",
             "hidden_size": folder.config.get("hidden_size", "?"), "vocab_size": folder.config.get("vocab_size", "?"),

@@ -29,6 +29,7 @@ UPLOAD_PATTERNS = (
     "tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json", "merges.txt", "special_tokens_map.json",
     "added_tokens.json", "spiece.model", "sentencepiece.bpe.model", "tokenizer.model", "chat_template.jinja",
     "compression_config.json", "metrics.json", "training_summary.json",  # bertlite's records
+    "report.json", "report.md",  # a `bertlite benchmark` report the card embeds (its plot travels as an image it shows)
     CARD_NAME,
 )
 # Images travel when the card shows them (its text names the file).
@@ -42,6 +43,7 @@ PICKLE_PATTERNS = ("*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl", "*.pickle")
 LOCAL_ONLY_FILES = ("trainer_state.json", "training_args.json", "optimizer.json", "scheduler.json", "rng_state.json")
 WEIGHT_PATTERNS = ("*.safetensors", "*.safetensors.index.json", *PICKLE_PATTERNS)
 
+QUANTIZATION_BOOKKEEPING = ("scale", "scales", "zero_point", "zero_points")  # tensor name endings
 _LAYER_QUERY = re.compile(r"(?:^|\.)layer\.(\d+)\.attention\.self\.query\.(?:weight|weight_int8|qweight)$")
 _LAYER_FFN = re.compile(r"(?:^|\.)layer\.(\d+)\.intermediate\.dense\.(?:weight|weight_int8|qweight)$")
 
@@ -155,8 +157,12 @@ class ModelFolder:
 
     @property
     def num_parameters(self) -> int:
+        """Weights counted once: an int8 weight's scales and zero points are not parameters of the model, so an int8
+        folder has as many parameters as the fp32 model it came from."""
         total = 0
-        for info in self.tensors.values():
+        for name, info in self.tensors.items():
+            if name.rsplit(".", 1)[-1].endswith(QUANTIZATION_BOOKKEEPING):
+                continue
             n = 1
             for d in info["shape"]:
                 n *= d

@@ -109,6 +109,7 @@ class CardMetrics:
     latency_setup: dict = field(default_factory=dict)
     command: str | None = None
     sources: list[str] = field(default_factory=list)  # files the numbers came from
+    earlier: list[dict] = field(default_factory=list)  # figures of the models before later steps changed the weights
     filled_from_files: list[str] = field(default_factory=list)  # compressed-model facts read from the weights
 
     @property
@@ -188,6 +189,8 @@ def read_card_metrics(folder, compression=None) -> CardMetrics:
     )
     if _is_number(merged.get("speedup")) and batch not in metrics.student.speedup:
         metrics.student.speedup[batch] = merged["speedup"]
+    metrics.earlier = [_earlier(entry) for entry in merged.get("earlier") or [] if isinstance(entry, dict)]
+    _use_benchmark_report(folder, metrics)
     student = metrics.student
     if folder.safetensors_files:
         if student.parameters is None:
@@ -200,6 +203,50 @@ def read_card_metrics(folder, compression=None) -> CardMetrics:
             student.shape.update(layers=folder.config["num_hidden_layers"], hidden_size=folder.config.get("hidden_size"))
             metrics.filled_from_files.append("shape")
     return metrics
+
+
+def _earlier(entry: dict) -> dict:
+    """One set-aside measurement (CompressionConfig.add_step): which step's model it describes, and its figures."""
+    setup = entry.get("latency_setup") or {}
+    student = ModelMetrics.parse(entry.get("student") or {}, None, setup.get("batch_size"))
+    teacher = ModelMetrics.parse(entry.get("teacher") or {}, None, setup.get("batch_size"))
+    for batch, ms in student.latency_ms.items():
+        if batch not in student.speedup and teacher.latency_ms.get(batch):
+            student.speedup[batch] = teacher.latency_ms[batch] / ms
+    return {"after_step": entry.get("after_step"), "method": entry.get("method"), "student": student}
+
+
+def _use_benchmark_report(folder, metrics: CardMetrics) -> None:
+    """When the folder holds a `bertlite benchmark` report that measured this very folder, the card's two columns
+    are that report's first model (the teacher) and this folder's row: both measured in one run, on this model."""
+    from ..benchmark import REPORT_JSON
+
+    path = os.path.join(folder.path, REPORT_JSON)
+    if not os.path.isfile(path):
+        return
+    try:
+        with open(path) as f:
+            report = json.load(f)
+        rows = list(report["models"])
+    except (ValueError, KeyError, TypeError) as err:
+        raise BertliteError(f"{path} is not a bertlite benchmark report: {err}") from err
+    target = os.path.realpath(folder.path)
+    own = next((r for r in rows if r.get("here")), None) or next(
+        (r for r in rows if r.get("path") and os.path.realpath(r["path"]) == target), None)
+    if own is None or rows[0] is own:
+        return
+    setup = report.get("setup") or {}
+
+    def figures(row):
+        return ModelMetrics.parse({k: v for k, v in row.items() if not k.endswith("_of_first")}, None, None)
+
+    metrics.teacher, metrics.student = figures(rows[0]), figures(own)
+    metrics.latency_setup = {"seq_len": setup.get("seq_len"), "threads": setup.get("threads"),
+                             "OpenMP wait policy": setup.get("omp_wait_policy"), "measured_by": "bertlite benchmark"}
+    metrics.command = redact_secrets(setup.get("command")) or metrics.command
+    metrics.seeds = None
+    metrics.filled_from_files = []
+    metrics.sources.append(REPORT_JSON)
 
 
 def record_command(folder: str, command: str | None) -> None:

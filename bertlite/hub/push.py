@@ -40,9 +40,13 @@ class PushResult:
     deleted: list[str] = field(default_factory=list)  # stale weight files removed from the repo
     left_local: list[str] = field(default_factory=list)
     local_card: str | None = None  # README.md written into the folder, if any
+    dry_run: bool = False  # nothing was uploaded: `uploaded` is what a push would upload
 
     def summary(self) -> str:
-        lines = [f"{'Pushed' if self.changed else 'Already up to date:'} {self.url} (revision {self.revision}, commit {self.commit_oid[:10]})"]
+        if self.dry_run:
+            lines = [f"Dry run: nothing uploaded. A push to {self.repo_id or '<repo id>'} (revision {self.revision}) would upload:"]
+        else:
+            lines = [f"{'Pushed' if self.changed else 'Already up to date:'} {self.url} (revision {self.revision}, commit {self.commit_oid[:10]})"]
         lines.append(f"  files: {', '.join(self.uploaded)}")
         if self.deleted:
             lines.append(f"  removed stale weights from the repo: {', '.join(self.deleted)}")
@@ -50,7 +54,9 @@ class PushResult:
             lines.append(f"  skipped (pickles and training state always; other files unless named with --include): "
                          f"{', '.join(self.left_local)}")
         if self.local_card:
-            lines.append(f"  model card also written to {self.local_card}")
+            lines.append(f"  model card {'that would be pushed ' if self.dry_run else 'also '}written to {self.local_card}")
+        if self.dry_run:
+            lines.append("  (weights of an earlier push that this folder no longer has would also be removed from the repo)")
         return "\n".join(lines)
 
 
@@ -66,24 +72,25 @@ def resolve_token(token: str | None) -> str:
     return found
 
 
-def _write_local_card(folder: ModelFolder, text: str) -> str | None:
-    """Write README.md unless the user wrote their own; atomic, so a crash never leaves half a card."""
-    path = folder.file(CARD_NAME)
-    if folder.has(CARD_NAME):
-        with open(path, encoding="utf-8") as f:
-            current = f.read()
-        if not is_bertlite_card(current):
-            logger.warning("%s was not written by bertlite: it is kept as is locally; the Hub gets bertlite's card.", path)
-            return None
-        if current == text:
-            return path
+def _write_local_card(folder: ModelFolder, text: str, path: str | None = None) -> str | None:
+    """Write the card to `path` (default: the folder's README.md, unless the user wrote their own); atomic."""
+    if path is None:
+        path = folder.file(CARD_NAME)
+        if folder.has(CARD_NAME):
+            with open(path, encoding="utf-8") as f:
+                current = f.read()
+            if not is_bertlite_card(current):
+                logger.warning("%s was not written by bertlite: it is kept as is locally; the Hub gets bertlite's card.", path)
+                return None
+            if current == text:
+                return path
     return write_text(path, text)
 
 
 def push_compressed(folder: str, repo_id: str, *, private: bool = False, revision: str | None = None,
                     commit_message: str | None = None, token: str | None = None, license: str | None = None,
                     model_card: bool = True, endpoint: str | None = None, include=(),
-                    timeout: float | None = None) -> PushResult:
+                    timeout: float | None = None, dry_run: bool = False, card_path: str | None = None) -> PushResult:
     """Upload a bertlite model folder (safetensors weights, tokenizer, config, compression_config.json, metrics)
     and a generated model card to `repo_id`, creating the repo if needed.
 
@@ -94,6 +101,9 @@ def push_compressed(folder: str, repo_id: str, *, private: bool = False, revisio
     of further files to upload (only the files a model folder holds travel otherwise; the rest is listed as skipped).
     timeout: seconds the Hub may take to answer any request (default: BERTLITE_HUB_TIMEOUT, else 60); a Hub that
     stalls or drops the connection ends in a BertliteError and leaves the folder as it was.
+    dry_run: contact nothing and upload nothing (no token needed): write the card that would be pushed (to
+    `card_path`, default the folder's README.md as a push does) and return the files that would be uploaded and
+    those left local. card_path: where to write the card instead of README.md (dry run or not).
     """
     from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
 
@@ -101,28 +111,34 @@ def push_compressed(folder: str, repo_id: str, *, private: bool = False, revisio
     model.require_bertlite()
     if not model.has("config.json"):
         raise BertliteError(f"{folder!r} has no config.json: save the model with `save_pretrained` first.")
-    if not repo_id or not REPO_ID.match(repo_id):
+    if (repo_id or not dry_run) and (not repo_id or not REPO_ID.match(repo_id)):
         raise BertliteError(f"{repo_id!r} is not a Hub repo id: use ORG/NAME (letters, digits, '-', '_', '.').")
     revision = revision or DEFAULT_REVISION
     if COMMIT_OID.match(revision):
         raise BertliteError(f"--revision must be a branch name to push to, not a commit id ({revision}).")
-    # Images travel when the pushed card shows them: the folder's own README.md (bertlite's card shows none).
-    files, left_local = model.upload_plan(extra_file_patterns(), include=include_patterns(include),
-                                          card_text="" if model_card else _read_text(model, CARD_NAME))
+    # Images travel when the pushed card shows them (bertlite's card shows the benchmark plot when there is one).
+    card_text = render_model_card(model, repo_id, license=license) if model_card else _read_text(model, CARD_NAME)
+    files, left_local = model.upload_plan(extra_file_patterns(), include=include_patterns(include), card_text=card_text)
     if model.pickle_files:
         logger.warning("Not uploading pickle files (%s): bertlite publishes safetensors only.", ", ".join(model.pickle_files))
+    if dry_run:
+        local_card = _write_local_card(model, card_text, card_path) if model_card else None
+        uploaded = sorted(set(files) | ({CARD_NAME} if model_card else set()))
+        return PushResult(repo_id=repo_id, revision=revision, commit_oid="", url="", changed=False, uploaded=uploaded,
+                          left_local=left_local, local_card=local_card, dry_run=True)
 
     token = resolve_token(token)
     api = HfApi(endpoint=endpoint, token=token, library_name="bertlite", library_version=__version__)
     with hub_calls(timeout, push=True), hub_errors(repo_id, revision=revision, has_token=True, action="push to"):
         if "/" not in repo_id:
             repo_id = f"{api.whoami()['name']}/{repo_id}"
+            if model_card:  # the card names the repo
+                card_text = render_model_card(model, repo_id, license=license)
         else:
             api.whoami()  # fails early, with a clear message, on an invalid token
 
     operations = []
     if model_card:
-        card_text = render_model_card(model, repo_id, license=license)
         files = [f for f in files if f != CARD_NAME]
         operations.append(CommitOperationAdd(path_in_repo=CARD_NAME, path_or_fileobj=card_text.encode("utf-8")))
     operations.extend(CommitOperationAdd(path_in_repo=name, path_or_fileobj=_upload_content(model, name)) for name in files)
@@ -146,7 +162,7 @@ def push_compressed(folder: str, repo_id: str, *, private: bool = False, revisio
             commit_message=commit_message or f"Upload compressed model with bertlite {__version__}",
         )
     # Only once the Hub has the commit: a failed push leaves the folder exactly as it was.
-    local_card = _write_local_card(model, card_text) if model_card else None
+    local_card = _write_local_card(model, card_text, card_path) if model_card else None
     return PushResult(repo_id=repo_id, revision=revision, commit_oid=commit.oid, url=str(repo_url),
                       changed=commit.oid != before, uploaded=uploaded, deleted=deleted, left_local=left_local,
                       local_card=local_card)

@@ -20,6 +20,26 @@ def load_fp32_model(name_or_path: str):
     return load_model(name_or_path)
 
 
+ONNX_EXPORT_DIR = "onnx"  # <int8 folder>/onnx/: model_int8.onnx, config and tokenizer, deployable with onnxruntime alone
+
+
+def export_onnx_int8(fp32, int8, config: QuantizationConfig, tokenizer, folder: str, data=None, *,
+                     max_accuracy_drop: float = 0.5, min_label_agreement: float = 0.99) -> QuantizationReport | None:
+    """The fp32 model quantized by ONNX Runtime with the same settings (int8 weights per channel, activations at run
+    time, the same layers kept in fp32), saved as an onnxruntime int8 folder, and compared with the PyTorch int8
+    model `int8` on `data` (the task split or the sample sentences). Returns that comparison (None without tokenizer)."""
+    from dataclasses import replace
+
+    onnx_config = replace(config, backend="onnxruntime", activations=None)  # ORT quantizes activations per tensor
+    onnx_model = quantize_model(fp32, onnx_config)
+    save_quantized(onnx_model, folder)
+    if tokenizer is None:
+        return None
+    tokenizer.save_pretrained(folder)
+    return compare_with_fp32(int8, onnx_model, tokenizer, data, max_accuracy_drop=max_accuracy_drop,
+                             min_label_agreement=min_label_agreement)
+
+
 def check_data(task: str | None, split: str = "test", max_examples: int | None = None):
     """The dataset the fp32/int8 comparison runs on: a task split, or None for the built-in sample sentences."""
     if not task:
@@ -36,11 +56,16 @@ def check_data(task: str | None, split: str = "test", max_examples: int | None =
 def quantize_folder(model: str, output_dir: str | None = None, config: QuantizationConfig | dict | None = None, *,
                     task: str | None = None, check_split: str = "test", max_check_examples: int | None = None,
                     keep_fp32_model: bool = False, max_accuracy_drop: float = 0.5, min_label_agreement: float = 0.99,
-                    **settings) -> tuple[str, QuantizationReport | None]:
+                    export: str | None = None, **settings) -> tuple[str, QuantizationReport | None]:
     """Quantize a saved model folder (or alias/Hub id) and write the int8 folder.
 
+    export="onnx": also write `<output_dir>/onnx/`, the same model as one int8 ONNX file (`model_int8.onnx`, runnable
+    with onnxruntime alone) with its tokenizer, checked against the PyTorch int8 model with the same thresholds as
+    the fp32 check (`onnx_report` in the record's quantization metrics).
     Returns (output folder, fidelity report or None when the folder has no tokenizer to run the check with).
     """
+    if export not in (None, "onnx"):
+        raise BertliteError(f"--export {export!r}: the export format bertlite writes is 'onnx'.")
     config = make_config(config, **settings)
     fp32 = load_fp32_model(model)
     output_dir = output_dir or default_output_dir(model)
@@ -73,5 +98,12 @@ def quantize_folder(model: str, output_dir: str | None = None, config: Quantizat
     sizes = {"fp32_mb": round(folder_size_mb(source), 2) if os.path.isdir(source) else None,
              "int8_mb": round(folder_size_mb(output_dir), 2)}
     history.metrics["quantization"] = {**sizes, **(report.to_dict() if report else {})}
+    if report is not None and task and not max_check_examples:  # the whole split: the card's column
+        history.measured(**{f"{check_split}_accuracy": report.int8_accuracy})
+    if export == "onnx":
+        onnx_report = export_onnx_int8(fp32, int8, config, tokenizer, os.path.join(output_dir, ONNX_EXPORT_DIR), data,
+                                       max_accuracy_drop=max_accuracy_drop, min_label_agreement=min_label_agreement)
+        history.metrics["quantization"]["onnx_export"] = {"folder": ONNX_EXPORT_DIR,
+                                                          **(onnx_report.to_dict() if onnx_report else {})}
     history.save_pretrained(output_dir)
     return output_dir, report

@@ -161,5 +161,7 @@ def _save(model, tokenizer, report, args, iterations, rewind_step, recovery, met
     if recovery:
         record.add_step("distillation", **recovery)
     record.metrics["weight_pruning"] = {**metrics, "sparsity": report.sparsity, "model_sparsity": report.model_sparsity}
+    if not args.max_eval_examples:  # on the whole test split, as the teacher's figure: the card's column
+        record.measured(test_accuracy=metrics.get("accuracy_recovered", metrics.get("accuracy_pruned")))
     record.save_pretrained(out)
     print(f"Saved the pruned model, tokenizer, {os.path.basename(report_path)} and compression_config.json to {out}")
