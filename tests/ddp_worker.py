@@ -14,7 +14,7 @@ output_dir = sys.argv[1]
 trainer = make_trainer(output_dir, max_steps=4, per_device_train_batch_size=4, ddp_backend="gloo")
 trainer.train()
 rank = int(os.environ["RANK"])
-state = {k: v.detach().double().sum().item() for k, v in trainer.model.state_dict().items()}
+state = {k: v.detach().double().sum().item() for k, v in trainer.student.state_dict().items()}
 proj = {k: v.detach().double().sum().item() for k, v in trainer.projections.state_dict().items()}
 with open(os.path.join(output_dir, f"rank{rank}.json"), "w") as f:
     json.dump({"world_size": trainer.args.world_size, "step": trainer.state.global_step, "student": state, "projections": proj}, f)

@@ -20,7 +20,7 @@ def test_two_process_gloo_run_keeps_ranks_in_sync(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert all(r["world_size"] == 2 and r["step"] == 4 for r in ranks)
-    # DDP keeps the student identical on both ranks; the trainer all-reduces the projections' gradients too.
+    # DDP wraps the student and the projections as one module: both stay identical on both ranks.
     for key in ("student", "projections"):
         for name, value in ranks[0][key].items():
             assert value == pytest.approx(ranks[1][key][name], rel=1e-6, abs=1e-6), (key, name)

@@ -46,7 +46,7 @@ class GradualPruningCallback(TrainerCallback):
         callback = GradualPruningCallback(heads=0.5, ffn=0.5, criterion="taylor")
         trainer = DistillationTrainer(model=student, teacher_model=teacher, args=config, callbacks=[callback], ...)
         trainer.train()
-        pruned = callback.finalize(trainer.model)   # physically smaller Bertlite model
+        pruned = callback.finalize(trainer.student)   # physically smaller Bertlite model
         pruned.save_pretrained("out")
     """
 
