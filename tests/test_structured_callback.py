@@ -43,10 +43,10 @@ def test_gradual_pruning_reaches_the_target_and_surgery_matches_the_masked_model
     assert all(len(v) < HEADS for v in callback.gates.masked_heads().values())  # guard: no layer emptied
 
     inputs = tiny_inputs()
-    trainer.student.eval()
+    trainer.model.eval()
     with torch.no_grad():
-        masked = trainer.student(**inputs).logits
-    pruned = callback.finalize(trainer.student)
+        masked = trainer.model(**inputs).logits
+    pruned = callback.finalize(trainer.model)
     assert isinstance(pruned, BertliteForSequenceClassification)
     assert sum(pruned.config.layer_num_attention_heads) == LAYERS * HEADS // 2
     assert sum(pruned.config.layer_intermediate_sizes) == LAYERS * 64 // 2

@@ -134,5 +134,5 @@ def _gradual(args, model, tokenizer, tokenized, recovery_dir):
                   "ffn_removed_per_layer": [len(v) for _, v in sorted(callback.gates.masked_neurons().items())],
                   "history": callback.history}
     with torch.no_grad():
-        pruned = callback.finalize(trainer.student)
+        pruned = callback.finalize(getattr(trainer, "student", trainer.model))  # DistillationTrainer: the student itself
     return pruned, gates_plan, config
