@@ -98,12 +98,24 @@ def test_readme_library_example_gives_a_folder_every_command_accepts(trained_stu
     capsys.readouterr()
 
 
-def test_trainer_model_card_is_bertlite_card(trained_student):
-    """`trainer.push_to_hub()` publishes what `create_model_card` writes: bertlite's card, not Trainer's generic one."""
+def test_trainer_push_to_hub_publishes_bertlite_card(trained_student, monkeypatch):
+    """`trainer.push_to_hub()` (Trainer's own upload) publishes the student folder and bertlite's card, not Trainer's
+    generic one."""
+    from huggingface_hub import constants
+
     from bertlite.hub.card import is_bertlite_card
 
     trainer, folder = trained_student
-    trainer.create_model_card(tags=["sentiment"])
-    card = (folder / "README.md").read_text()
-    assert is_bertlite_card(card) and "my-finetuned-bert" in card and "hidden_weight" in card
-    assert "sentiment" in card
+    monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    with HubServer(tokens={TOKEN: {"name": "alice"}}) as hub:
+        monkeypatch.setattr(constants, "ENDPOINT", hub.url)
+        trainer.args.hub_model_id, trainer.args.hub_token = "alice/from-trainer", TOKEN
+        trainer.push_to_hub(tags=["sentiment"])
+        files = hub.files("alice/from-trainer")
+    card = files["README.md"].decode()
+    assert is_bertlite_card(card) and "my-finetuned-bert" in card and "hidden_weight" in card and "sentiment" in card
+    assert {"model.safetensors", "config.json", "compression_config.json"} <= set(files)
+    assert not any(name.endswith(".bin") for name in files)
+    # What was pushed is the plain student, not the container (no "student."/"projections." keys).
+    assert files["model.safetensors"] == (folder / "model.safetensors").read_bytes()

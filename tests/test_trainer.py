@@ -24,6 +24,8 @@ def test_config_validates():
         DistillationConfig(output_dir="x", hidden_loss="l1")
     with pytest.raises(BertliteError, match="Invalid layer map"):
         DistillationConfig(output_dir="x", layer_map="diagonal")
+    with pytest.raises(BertliteError, match="hub_strategy 'every_save' is not supported"):
+        DistillationConfig(output_dir="x", push_to_hub=True, hub_model_id="alice/student", hub_strategy="every_save")
     with pytest.raises(BertliteError, match="nothing would be learned"):
         DistillationConfig(output_dir="x", logit_weight=0, hard_label_weight=0, hidden_weight=0)
 
