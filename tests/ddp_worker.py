@@ -21,6 +21,7 @@ from helpers_trainer import make_trainer  # noqa: E402
 output_dir, engine = sys.argv[1], sys.argv[2]
 trainer = make_trainer(output_dir, max_steps=4, per_device_train_batch_size=4, ddp_backend="gloo")
 before = {k: v.detach().double().sum().item() for k, v in trainer.student.state_dict().items()}
+projections_before = {k: v.detach().double().sum().item() for k, v in trainer.projections.state_dict().items()}
 if engine == "ddp":
     trainer.train()
     trainer.save_model(os.path.join(output_dir, "student"))
@@ -57,7 +58,8 @@ state, proj = sums(trainer.student), sums(trainer.projections)
 rank = int(os.environ["RANK"])
 with open(os.path.join(output_dir, f"rank{rank}.json"), "w") as f:
     json.dump({"world_size": trainer.args.world_size, "step": trainer.state.global_step, "student": state,
-               "projections": proj, "before": before, "sharded": sharded}, f)
+               "projections": proj, "before": before,
+               "projections_before": projections_before, "sharded": sharded}, f)
 # Tear the gloo group down before exit: leaving it to interpreter shutdown can abort a process
 # ("terminate called without an active exception") after the work is done.
 if torch.distributed.is_initialized():

@@ -32,6 +32,9 @@ def check_run(tmp_path, ranks):
             assert value == pytest.approx(ranks[1][key][name], rel=1e-6, abs=1e-6), (key, name)
     changed = [k for k, v in ranks[0]["student"].items() if v != pytest.approx(ranks[0]["before"][k], rel=1e-7, abs=1e-9)]
     assert len(changed) > len(ranks[0]["student"]) // 2  # it trained
+    assert set(ranks[0]["projections"]) == {"0.weight", "0.bias", "1.weight", "1.bias", "2.weight", "2.bias"}
+    assert all(v != pytest.approx(ranks[0]["projections_before"][k], rel=1e-7, abs=1e-9)
+               for k, v in ranks[0]["projections"].items() if k.endswith("weight"))
     # The final folder is the whole student (gathered from the shards under FSDP), projections left out.
     saved = load_file(str(tmp_path / "student" / "model.safetensors"))
     assert saved.keys() == ranks[0]["student"].keys()
@@ -51,3 +54,21 @@ def test_two_process_fully_shard_gloo_run_trains_projections_and_saves_the_whole
     ranks = run_two_processes(tmp_path, "fully_shard")
     assert all(r["sharded"] for r in ranks)  # each rank held shards (DTensor) of the student and the projections
     check_run(tmp_path, ranks)
+
+
+@pytest.mark.parametrize("name, engine, settings", [
+    ("ddp", "MULTI_GPU", {}),
+    ("fsdp", "FSDP", {"fsdp_version": 2, "fsdp_state_dict_type": "FULL_STATE_DICT"}),
+    ("deepspeed_zero2", "DEEPSPEED", {"zero_stage": 2}),
+    ("deepspeed_zero3", "DEEPSPEED", {"zero_stage": 3, "zero3_save_16bit_model": True}),
+])
+def test_accelerate_recipes_parse_as_the_engine_they_name(name, engine, settings):
+    """accelerate's own parser reads each shipped config; a full student folder needs FSDP's full state dict and
+    ZeRO-3's gathered 16-bit weights."""
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    path = os.path.join(os.path.dirname(__file__), "..", "recipes", "accelerate", f"{name}.yaml")
+    config = load_config_from_file(path)
+    assert config.distributed_type.name == engine
+    engine_settings = config.fsdp_config if engine == "FSDP" else config.deepspeed_config
+    assert settings.items() <= (engine_settings or {}).items()
