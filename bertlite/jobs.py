@@ -142,7 +142,7 @@ def save_model_folder(output_dir: str, model=None, tokenizer=None, record=None, 
     staging = tempfile.mkdtemp(dir=output_dir, prefix=".saving-")
     try:
         if model is not None:
-            model.save_pretrained(staging, state_dict=state_dict)  # safetensors
+            model.save_pretrained(staging, **({} if state_dict is None else {"state_dict": state_dict}))  # safetensors
         if tokenizer is not None:
             tokenizer.save_pretrained(staging)
         if callable(metrics):
