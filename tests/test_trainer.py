@@ -185,3 +185,20 @@ def test_cli_default_batches_group_lengths_and_pad_less(tmp_path):
     padded_random, real_random, _ = epoch_tokens(train_sampling_strategy="random")
     assert real == real_random == sum(len(x) for x in dataset["input_ids"])
     assert padded < 0.9 * padded_random
+
+
+def test_gradient_accumulation_gives_the_update_of_one_big_batch(tmp_path):
+    """compute_loss returns a per-batch mean, so Trainer must divide it by the accumulation steps (the student's
+    forward takes **kwargs, which alone would make Trainer skip that): 2 x 4 examples == 1 x 8 with plain SGD."""
+    def trained(**config):
+        teacher = tiny_model(seed=0, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+        # Batch means only (soft logits, labels): per-token means over uneven lengths do not split into halves.
+        trainer = make_trainer(tmp_path / str(len(config)), teacher=teacher, max_steps=1, optim="sgd", learning_rate=0.5,
+                               embedding_weight=0.0, hidden_weight=0.0, attention_weight=0.0, **config)
+        trainer.train()
+        return trainer.student.state_dict()
+
+    big = trained(per_device_train_batch_size=8)
+    accumulated = trained(per_device_train_batch_size=4, gradient_accumulation_steps=2)
+    for name, value in big.items():
+        torch.testing.assert_close(accumulated[name], value, atol=1e-5, rtol=1e-4, msg=name)
