@@ -161,8 +161,8 @@ class DistillationTrainer(Trainer):
         if self.interrupt_callback is not None:
             callbacks.append(self.interrupt_callback)
         super().__init__(model=StudentWithProjections(model, projections), args=args, callbacks=callbacks, **kwargs)
-        # Trainer read these from the container; what a callback, a label and a dataset column mean is the student's.
-        self.callback_handler.model = model
+        # Trainer read these from the container; what a label and a dataset column are is the student's business.
+        # (Callbacks get `model=trainer.model`, the container: its `student` attribute is the model being trained.)
         if self.args.label_names is None:
             self.label_names = find_labels(type(model))
         self.can_return_loss = can_return_loss(type(model))
