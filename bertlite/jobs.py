@@ -130,18 +130,19 @@ def run_training(trainer, *, fresh: bool = False, what: str = "the training", lo
     return result
 
 
-def save_model_folder(output_dir: str, model=None, tokenizer=None, record=None, metrics=None) -> str:
+def save_model_folder(output_dir: str, model=None, tokenizer=None, record=None, metrics=None, state_dict=None) -> str:
     """Write a command's result into `output_dir` atomically: every file is written into a temporary folder beside it
     and renamed into place, the compression record last, so a crash leaves the old files or the new ones and
     never a record describing weights that are not there. Checkpoints and other files in the folder stay.
-    `metrics` may be a function of the staged folder, to measure what is written (its size on disk)."""
+    `metrics` may be a function of the staged folder, to measure what is written (its size on disk). `state_dict`:
+    the model's full weights where the model holds only a shard of them (FSDP, ZeRO-3)."""
     from .record import CONFIG_NAME, save_metrics
 
     os.makedirs(output_dir, exist_ok=True)
     staging = tempfile.mkdtemp(dir=output_dir, prefix=".saving-")
     try:
         if model is not None:
-            model.save_pretrained(staging)  # safetensors
+            model.save_pretrained(staging, **({} if state_dict is None else {"state_dict": state_dict}))  # safetensors
         if tokenizer is not None:
             tokenizer.save_pretrained(staging)
         if callable(metrics):

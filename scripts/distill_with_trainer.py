@@ -2,11 +2,13 @@
 
     python scripts/distill_with_trainer.py --output_dir my-student --num_train_epochs 3
     accelerate launch scripts/distill_with_trainer.py --output_dir my-student     # several processes / GPUs
+    accelerate launch --config_file recipes/accelerate/fsdp.yaml scripts/distill_with_trainer.py --output_dir my-student --bf16
     torchrun --nproc_per_node 2 scripts/distill_with_trainer.py --output_dir my-student --ddp_backend gloo
 
 Every DistillationConfig / TrainingArguments field is a flag (see --help). The teacher here is the packaged
 all-MiniLM-L6-v2 fine-tuned on rotten_tomatoes by bertlite (cached in <output_dir>/teacher); use any fine-tuned
-BERT-family classifier of your own instead.
+BERT-family classifier of your own instead. recipes/accelerate/ holds DDP, FSDP2 and DeepSpeed ZeRO-2/3 configs
+(docs/scaling.md). The saved folder is a bertlite model: `bertlite prune`, `quantize` and `push` accept it.
 """
 
 import os
@@ -45,5 +47,5 @@ trainer = DistillationTrainer(
     compute_metrics=accuracy_metric,
 )
 trainer.train(resume_from_checkpoint=config.resume_from_checkpoint)
-trainer.save_model(config.output_dir)  # the student only: projections used for narrower students are left out
+trainer.save_model(config.output_dir)  # the student (no projections) and its compression_config.json
 print(trainer.evaluate(encoded["test"], metric_key_prefix="test"))

@@ -1,4 +1,12 @@
-"""Per-process script of the two-process (gloo, CPU) distillation test; launched by torch.distributed.run."""
+"""Per-process script of the two-process (gloo, CPU) distillation tests; launched by torch.distributed.run.
+
+    ddp_worker.py OUTPUT_DIR ENGINE      # ENGINE: ddp | fully_shard
+
+ddp: Trainer's own loop under DDP. fully_shard: FSDP2 on CPU. accelerate enables FSDP only on accelerator devices
+(on CPU it silently falls back to DDP), so here the trainer's module (student + projections) is sharded with
+`fully_shard` by hand, as accelerate does on GPUs, and trained with the trainer's compute_loss; the final save
+gathers the full state dict and hands it to the trainer's save, as Trainer.save_model does under FSDP.
+"""
 
 import json
 import os
@@ -10,14 +18,48 @@ import torch  # noqa: E402
 
 from helpers_trainer import make_trainer  # noqa: E402
 
-output_dir = sys.argv[1]
+output_dir, engine = sys.argv[1], sys.argv[2]
 trainer = make_trainer(output_dir, max_steps=4, per_device_train_batch_size=4, ddp_backend="gloo")
-trainer.train()
+before = {k: v.detach().double().sum().item() for k, v in trainer.student.state_dict().items()}
+projections_before = {k: v.detach().double().sum().item() for k, v in trainer.projections.state_dict().items()}
+if engine == "ddp":
+    trainer.train()
+    trainer.save_model(os.path.join(output_dir, "student"))
+else:
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import fully_shard
+
+    mesh = init_device_mesh("cpu", (trainer.args.world_size,))
+    model = trainer.model
+    for layer in model.student.bert.encoder.layer:
+        fully_shard(layer, mesh=mesh)
+    fully_shard(model, mesh=mesh)  # the root holds the embeddings, the head and the projections
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    model.train()
+    for step, batch in zip(range(4), trainer.get_train_dataloader()):
+        loss = trainer.compute_loss(model, batch)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        trainer.state.global_step = step + 1
+    full = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    trainer._save(os.path.join(output_dir, "student"), state_dict=full)
+sharded = any(type(p).__name__ == "DTensor" for p in trainer.model.parameters())
+
+
+def sums(module):
+    # full_tensor(): under fully_shard each rank holds a shard (DTensor); compare whole tensors.
+    return {k: (v.full_tensor() if hasattr(v, "full_tensor") else v).detach().double().sum().item()
+            for k, v in module.state_dict().items()}
+
+
+state, proj = sums(trainer.student), sums(trainer.projections)
 rank = int(os.environ["RANK"])
-state = {k: v.detach().double().sum().item() for k, v in trainer.model.state_dict().items()}
-proj = {k: v.detach().double().sum().item() for k, v in trainer.projections.state_dict().items()}
 with open(os.path.join(output_dir, f"rank{rank}.json"), "w") as f:
-    json.dump({"world_size": trainer.args.world_size, "step": trainer.state.global_step, "student": state, "projections": proj}, f)
+    json.dump({"world_size": trainer.args.world_size, "step": trainer.state.global_step, "student": state,
+               "projections": proj, "before": before,
+               "projections_before": projections_before, "sharded": sharded}, f)
 # Tear the gloo group down before exit: leaving it to interpreter shutdown can abort a process
 # ("terminate called without an active exception") after the work is done.
 if torch.distributed.is_initialized():

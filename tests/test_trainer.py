@@ -11,7 +11,7 @@ from transformers import TrainerCallback
 from bertlite.distillation.config import DistillationConfig
 from bertlite.errors import BertliteError
 from bertlite.distillation.student import build_student
-from bertlite.distillation.trainer import PROJECTIONS_FILE, DistillationTrainer
+from bertlite.distillation.trainer import DistillationTrainer
 
 from conftest import tiny_dataset, tiny_model
 from helpers_trainer import make_trainer, pad_collate
@@ -24,6 +24,8 @@ def test_config_validates():
         DistillationConfig(output_dir="x", hidden_loss="l1")
     with pytest.raises(BertliteError, match="Invalid layer map"):
         DistillationConfig(output_dir="x", layer_map="diagonal")
+    with pytest.raises(BertliteError, match="hub_strategy 'every_save' is not supported"):
+        DistillationConfig(output_dir="x", push_to_hub=True, hub_model_id="alice/student", hub_strategy="every_save")
     with pytest.raises(BertliteError, match="nothing would be learned"):
         DistillationConfig(output_dir="x", logit_weight=0, hard_label_weight=0, hidden_weight=0)
 
@@ -40,12 +42,12 @@ def test_loss_is_zero_when_student_equals_teacher(tmp_path):
 
 def test_short_run_trains_student_logs_every_component_and_freezes_teacher(tmp_path):
     trainer = make_trainer(tmp_path)
-    student_before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    student_before = {k: v.clone() for k, v in trainer.student.state_dict().items()}
     teacher_before = {k: v.clone() for k, v in trainer.teacher.state_dict().items()}
     projection_before = {k: v.clone() for k, v in trainer.projections.state_dict().items()}
-    assert set(trainer.projections.keys()) == {"embeddings", "layer_1", "layer_2"}  # student is narrower: 16 vs 32
+    assert set(trainer.projections.keys()) == {"0", "1", "2"}  # student is narrower (16 vs 32): embeddings, layers 1-2
     trainer.train()
-    changed = [k for k, v in trainer.model.state_dict().items() if not torch.equal(v, student_before[k])]
+    changed = [k for k, v in trainer.student.state_dict().items() if not torch.equal(v, student_before[k])]
     assert "classifier.weight" in changed and len(changed) > len(student_before) // 2
     assert all(torch.equal(v, teacher_before[k]) for k, v in trainer.teacher.state_dict().items())
     assert not any(p.requires_grad for p in trainer.teacher.parameters())
@@ -54,13 +56,13 @@ def test_short_run_trains_student_logs_every_component_and_freezes_teacher(tmp_p
     logged = trainer.state.log_history[0]
     for name in ("loss_logits", "loss_hard", "loss_embeddings", "loss_hidden", "loss_attention"):
         assert name in logged and logged[name] >= 0
-    # ...and left out of the saved student.
+    # ...and left out of the saved student, a plain model folder with bertlite's record and no pickles.
     trainer.save_model(str(tmp_path / "student"))
     from safetensors.torch import load_file
 
     saved = load_file(str(tmp_path / "student" / "model.safetensors"))
-    assert not any("projection" in k or k.startswith(("embeddings.", "layer_")) for k in saved)
-    assert saved.keys() == trainer.model.state_dict().keys()
+    assert saved.keys() == trainer.student.state_dict().keys()
+    assert sorted(os.listdir(tmp_path / "student")) == ["compression_config.json", "config.json", "model.safetensors"]
 
 
 def test_two_stage_logs_intermediate_then_prediction(tmp_path):
@@ -75,7 +77,7 @@ def test_two_stage_logs_intermediate_then_prediction(tmp_path):
 def test_resume_from_checkpoint_continues_exactly(tmp_path):
     full = make_trainer(tmp_path / "full")
     full.train()
-    final = {k: v.clone() for k, v in full.model.state_dict().items()}
+    final = {k: v.clone() for k, v in full.student.state_dict().items()}
 
     first = make_trainer(tmp_path / "part", save_strategy="steps", save_steps=3, max_steps=6)
     # Simulate a run that died after step 3: train to 3 via a stop flag.
@@ -88,12 +90,15 @@ def test_resume_from_checkpoint_continues_exactly(tmp_path):
     first.add_callback(StopAt3())
     first.train()
     checkpoint = tmp_path / "part" / "checkpoint-3"
-    assert (checkpoint / PROJECTIONS_FILE).is_file()
+    from safetensors.torch import load_file
+
+    # A checkpoint holds the container (student and projections), which Trainer's own resume restores.
+    assert {"projections.1.weight", "student.classifier.weight"} <= load_file(str(checkpoint / "model.safetensors")).keys()
 
     resumed = make_trainer(tmp_path / "part", save_strategy="steps", save_steps=3, max_steps=6)
     resumed.train(resume_from_checkpoint=True)
     assert resumed.state.global_step == 6
-    for k, v in resumed.model.state_dict().items():
+    for k, v in resumed.student.state_dict().items():
         assert torch.allclose(v, final[k], atol=1e-4), k
     for k, v in resumed.projections.state_dict().items():
         assert torch.allclose(v, full.projections.state_dict()[k], atol=1e-4), k
@@ -141,12 +146,12 @@ def test_quantization_aware_distillation_trains_fake_quantized_student_and_saves
     from bertlite.quantization import FakeQuantLinear, quantize_model
 
     trainer = make_trainer(tmp_path, quantization_aware=True, max_steps=3)
-    fake = [n for n, m in trainer.model.named_modules() if isinstance(m, FakeQuantLinear)]
-    encoder_linears = [n for n, m in trainer.model.named_modules() if isinstance(m, torch.nn.Linear) and ".encoder." in n]
+    fake = [n for n, m in trainer.student.named_modules() if isinstance(m, FakeQuantLinear)]
+    encoder_linears = [n for n, m in trainer.student.named_modules() if isinstance(m, torch.nn.Linear) and ".encoder." in n]
     assert set(encoder_linears) <= set(fake) and "classifier" not in fake  # the task head stays fp32
-    before = trainer.model.bert.encoder.layer[0].attention.self.query.weight.detach().clone()
+    before = trainer.student.bert.encoder.layer[0].attention.self.query.weight.detach().clone()
     trainer.train()
-    assert not torch.equal(before, trainer.model.bert.encoder.layer[0].attention.self.query.weight)
+    assert not torch.equal(before, trainer.student.bert.encoder.layer[0].attention.self.query.weight)
     trainer.save_model(str(tmp_path / "student"))
     from transformers import AutoModelForSequenceClassification
 
@@ -154,7 +159,7 @@ def test_quantization_aware_distillation_trains_fake_quantized_student_and_saves
     ids = torch.randint(6, 100, (2, 9))
     # The QAT forward is the int8 model's forward: converting the reloaded plain weights reproduces it.
     with torch.no_grad():
-        qat_logits = trainer.model.eval()(input_ids=ids).logits
+        qat_logits = trainer.student.eval()(input_ids=ids).logits
         int8_logits = quantize_model(reloaded)(input_ids=ids).logits
     assert torch.allclose(qat_logits, int8_logits, atol=1e-4)
 
@@ -180,3 +185,20 @@ def test_cli_default_batches_group_lengths_and_pad_less(tmp_path):
     padded_random, real_random, _ = epoch_tokens(train_sampling_strategy="random")
     assert real == real_random == sum(len(x) for x in dataset["input_ids"])
     assert padded < 0.9 * padded_random
+
+
+def test_gradient_accumulation_gives_the_update_of_one_big_batch(tmp_path):
+    """compute_loss returns a per-batch mean, so Trainer must divide it by the accumulation steps (the student's
+    forward takes **kwargs, which alone would make Trainer skip that): 2 x 4 examples == 1 x 8 with plain SGD."""
+    def trained(**config):
+        teacher = tiny_model(seed=0, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+        # Batch means only (soft logits, labels): per-token means over uneven lengths do not split into halves.
+        trainer = make_trainer(tmp_path / str(len(config)), teacher=teacher, max_steps=1, optim="sgd", learning_rate=0.5,
+                               embedding_weight=0.0, hidden_weight=0.0, attention_weight=0.0, **config)
+        trainer.train()
+        return trainer.student.state_dict()
+
+    big = trained(per_device_train_batch_size=8)
+    accumulated = trained(per_device_train_batch_size=4, gradient_accumulation_steps=2)
+    for name, value in big.items():
+        torch.testing.assert_close(accumulated[name], value, atol=1e-5, rtol=1e-4, msg=name)

@@ -27,6 +27,7 @@ class DistillationConfig(TrainingArguments):
     two_stage: bool = field(default=False, metadata={"help": "TinyBERT two-stage schedule: intermediate layers only for the first `stage_one_fraction` of steps, then the prediction layer."})
     stage_one_fraction: float = field(default=0.5, metadata={"help": "With --two_stage, the fraction of training steps spent on intermediate layers; in (0, 1)."})
     quantization_aware: bool = field(default=False, metadata={"help": "Quantization-aware training: the student's Linear layers run with int8 rounding (straight-through gradients) during distillation, with the default settings of `bertlite quantize`, which then converts the saved student to int8."})
+    hub_strategy: str = field(default="end", metadata={"help": "With --push_to_hub: 'end' only. The student is published by save_model/push_to_hub; a checkpoint holds the student with the width projections, which Trainer's other strategies would copy into the published folder."})
     save_on_interrupt: bool = field(default=True, metadata={"help": "On Ctrl-C/SIGTERM finish the current step, save a checkpoint and stop, so that re-running resumes without loss."})
 
     def __post_init__(self):
@@ -52,6 +53,10 @@ class DistillationConfig(TrainingArguments):
             # In two-stage stage one the pooler and classifier get no gradient, and DDP must be told to expect
             # that; otherwise every parameter is used and the extra graph traversal would only cost time.
             self.ddp_find_unused_parameters = self.two_stage
+        strategy = str(getattr(self.hub_strategy, "value", self.hub_strategy))
+        if self.push_to_hub and strategy != "end":
+            raise BertliteError(f"hub_strategy {strategy!r} is not supported by DistillationTrainer: use 'end' "
+                                "(push_to_hub publishes the student at the end; checkpoints hold student and projections).")
         parse_layer_map(self.layer_map)  # fail at parse time, not after the teacher was loaded
 
     @property

@@ -94,7 +94,7 @@ def run_general_distillation(args, general, config: DistillationConfig, log=prin
     finally:
         config.output_dir = output_dir
 
-    student = trainer.model
+    student = trainer.student
     student.config.architectures = [type(student).__name__]
     card_callback.save(output_dir)
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]

@@ -172,7 +172,7 @@ def run_distillation(args, config: DistillationConfig, log=print) -> dict:
     finally:
         config.output_dir = output_dir
 
-    student = trainer.model
+    student = trainer.student
     student.config.architectures = [type(student).__name__]
     card_callback.save(output_dir)
 

@@ -1,63 +1,116 @@
 """`DistillationTrainer`: a `transformers.Trainer` whose loss is knowledge distillation from a frozen teacher.
 
-Only `compute_loss` and `log` (plus optimizer/checkpoint hooks for the width projections) are overridden; the
-training loop is Trainer's own, so everything Trainer does (accelerate, DDP, gradient accumulation, mixed
-precision, checkpoints, callbacks) keeps working.
+Only `compute_loss`, `log`, the final save and the model card are overridden; the training loop is Trainer's own,
+so everything Trainer does (accelerate, DDP, FSDP, DeepSpeed, gradient accumulation, mixed precision, checkpoints,
+resume, callbacks) keeps working. The student and the learned width projections are one module
+(`StudentWithProjections`) that the engine wraps, reduces, shards and checkpoints; the saved model is the student only.
 """
 
 from __future__ import annotations
 
+import copy
+import inspect
 import os
+import re
+import tempfile
 from collections import defaultdict
 
 import torch
-from safetensors.torch import load_file, save_file
 from torch import nn
-from transformers import Trainer, TrainerCallback
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
+from transformers import Trainer
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+from transformers.utils.generic import can_return_loss, find_labels
 
-from ..jobs import SaveOnInterruptCallback
-from .config import DistillationConfig
 from ..errors import BertliteError
+from ..jobs import SaveOnInterruptCallback, save_model_folder
+from ..loading import display_name
+from ..record import CompressionConfig
+from .config import DistillationConfig
 from .layer_map import resolve_layer_map
 from .losses import UNLABELLED, attention_loss, hard_label_loss, hidden_state_loss, soft_logits_loss
 from .student import check_same_vocabulary
 
-PROJECTIONS_FILE = "bertlite_projections.safetensors"
+_CHECKPOINT_FOLDER = re.compile(rf"^{PREFIX_CHECKPOINT_DIR}-\d+$")
+_STUDENT = "student."
 
 
 def build_projections(student_hidden: int, teacher_hidden: int, student_layers: list[int], embeddings: bool) -> nn.ModuleDict:
-    """TinyBERT's learned W_h / W_e: one linear map per distilled layer where the student is narrower.
-    Empty when widths match (the loss then compares states directly)."""
+    """TinyBERT's learned W_h / W_e: one linear map per distilled layer where the student is narrower, keyed by the
+    index of the hidden state it maps ("0" = embeddings, "m" = layer m). Empty when widths match."""
     projections = nn.ModuleDict()
     if student_hidden == teacher_hidden:
         return projections
     if embeddings:
-        projections["embeddings"] = nn.Linear(student_hidden, teacher_hidden)
+        projections["0"] = nn.Linear(student_hidden, teacher_hidden)
     for layer in student_layers:
-        projections[f"layer_{layer}"] = nn.Linear(student_hidden, teacher_hidden)
+        projections[str(layer)] = nn.Linear(student_hidden, teacher_hidden)
     return projections
 
 
-class _ProjectionBookkeeping(TrainerCallback):
-    """Projections are not part of the student, so Trainer neither zeroes their gradients (it calls
-    `model.zero_grad()`) nor puts them in checkpoints: do both here."""
+class StudentWithProjections(nn.Module):
+    """The one module the engine (DDP, FSDP, DeepSpeed) wraps: the student and the projections its hidden states are
+    compared through. The projections run inside `forward`, so DDP sees them used, FSDP has gathered their shards and
+    ZeRO-3 its partitions; their gradients are reduced with the student's. Saving it saves the student only."""
 
-    def __init__(self, trainer: "DistillationTrainer"):
-        self.trainer = trainer
+    # compute_loss returns a per-batch mean, so Trainer must divide it by the gradient-accumulation steps.
+    accepts_loss_kwargs = False
 
-    def on_step_end(self, args, state, control, **kwargs):
-        # Runs after the optimizer step of every (accumulated) step.
-        self.trainer.projections.zero_grad(set_to_none=True)
-        return control
+    def __init__(self, student: nn.Module, projections: nn.ModuleDict):
+        super().__init__()
+        self.student = student
+        self.projections = projections
 
-    def on_save(self, args, state, control, **kwargs):
-        if len(self.trainer.projections) and state.is_world_process_zero:
-            folder = os.path.join(args.output_dir, f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}")
-            if os.path.isdir(folder):
-                tensors = {k: v.detach().cpu().contiguous() for k, v in self.trainer.projections.state_dict().items()}
-                save_file(tensors, os.path.join(folder, PROJECTIONS_FILE))
-        return control
+    @property
+    def config(self):
+        return self.student.config
+
+    def forward(self, *args, **kwargs):
+        outputs = self.student(*args, **kwargs)
+        hidden = getattr(outputs, "hidden_states", None)
+        if hidden is not None and len(self.projections):
+            outputs["projected_hidden_states"] = tuple(
+                self.projections[str(i)](h) if str(i) in self.projections else h for i, h in enumerate(hidden))
+        return outputs
+
+    def save_pretrained(self, *args, **kwargs):
+        return self.student.save_pretrained(*args, **kwargs)
+
+    def activation_checkpointing_enable(self, **kwargs):
+        return self.student.activation_checkpointing_enable(**kwargs)
+
+    def floating_point_ops(self, inputs) -> int:
+        return self.student.floating_point_ops(inputs)
+
+
+def _deepspeed_inference(teacher: nn.Module, accelerator) -> nn.Module:
+    """The teacher as a DeepSpeed inference engine: partitioned like the student under ZeRO-3, replicated otherwise
+    (ZeRO stage 0). Its hidden size sizes ZeRO-3's buckets, as for any model DeepSpeed initialises."""
+    import deepspeed
+
+    ds_config = copy.deepcopy(accelerator.state.deepspeed_plugin.deepspeed_config)
+    zero = ds_config.setdefault("zero_optimization", {})
+    if zero.get("stage") == 3:
+        hidden = teacher.config.hidden_size
+        zero.update(reduce_bucket_size=hidden * hidden, stage3_param_persistence_threshold=10 * hidden,
+                    stage3_prefetch_bucket_size=int(0.9 * hidden * hidden))
+    else:
+        zero["stage"] = 0
+    # Nothing is trained: DeepSpeed must not build an optimizer or a scheduler for the teacher.
+    for key in ("optimizer", "scheduler"):
+        ds_config.pop(key, None)
+    engine, *_ = deepspeed.initialize(model=teacher, config=ds_config)
+    return engine.eval()
+
+
+def teacher_display_name(teacher: nn.Module) -> str | None:
+    """The teacher's name for the record and the card: its Hub id, or a local folder's name, never a machine path."""
+    name = getattr(teacher.config, "_name_or_path", "") or ""
+    if not name:
+        return None
+    shown = display_name(name)
+    if os.path.isabs(shown) or os.path.isdir(shown):
+        shown = os.path.basename(os.path.normpath(shown))
+    return shown
 
 
 class DistillationTrainer(Trainer):
@@ -94,9 +147,9 @@ class DistillationTrainer(Trainer):
             # SDPA kernels return no attention probabilities; only the eager path does.
             for m in (model, teacher_model):
                 m.set_attn_implementation("eager")
-        self.projections = build_projections(s_cfg.hidden_size, t_cfg.hidden_size,
-                                             [s for s, _ in self.layer_pairs] if args.hidden_weight > 0 else [],
-                                             embeddings=args.embedding_weight > 0)
+        projections = build_projections(s_cfg.hidden_size, t_cfg.hidden_size,
+                                        [s for s, _ in self.layer_pairs] if args.hidden_weight > 0 else [],
+                                        embeddings=args.embedding_weight > 0)
         if args.quantization_aware:
             from ..quantization import prepare_qat
 
@@ -107,13 +160,44 @@ class DistillationTrainer(Trainer):
         self.interrupt_callback = SaveOnInterruptCallback() if args.save_on_interrupt else None
         if self.interrupt_callback is not None:
             callbacks.append(self.interrupt_callback)
-        callbacks.append(_ProjectionBookkeeping(self))
-        super().__init__(model=model, args=args, callbacks=callbacks, **kwargs)
-        self.teacher = teacher_model.to(self.args.device).eval()
-        self.teacher.requires_grad_(False)
-        self.projections.to(self.args.device)
+        super().__init__(model=StudentWithProjections(model, projections), args=args, callbacks=callbacks, **kwargs)
+        # Trainer read these from the container; what a label and a dataset column are is the student's business.
+        # (Callbacks get `model=trainer.model`, the container: its `student` attribute is the model being trained.)
+        if self.args.label_names is None:
+            self.label_names = find_labels(type(model))
+        self.can_return_loss = can_return_loss(type(model))
+        self.teacher = self._prepare_teacher(teacher_model)
         self._component_sums: dict[str, float] = defaultdict(float)
         self._component_counts: dict[str, int] = defaultdict(int)
+
+    @property
+    def student(self) -> nn.Module:
+        """The model being distilled (what `save_model` writes); `self.model` is it with the projections."""
+        return self.model.student
+
+    @property
+    def projections(self) -> nn.ModuleDict:
+        return self.model.projections
+
+    def _prepare_teacher(self, teacher: nn.Module) -> nn.Module:
+        """As TRL's distillation trainers: ZeRO-3 partitions the teacher through DeepSpeed (inference only), other
+        engines get it through accelerate in evaluation mode (on each device, never wrapped for training)."""
+        teacher.eval().requires_grad_(False)
+        if self.is_deepspeed_enabled:
+            return _deepspeed_inference(teacher, self.accelerator)
+        if self.is_fsdp_enabled:
+            return self.accelerator.prepare_model(teacher, evaluation_mode=True)
+        return teacher.to(self.args.device)
+
+    def _set_signature_columns_if_needed(self):
+        # The dataset columns kept are the student's inputs (the container's forward takes **kwargs).
+        if self._signature_columns is None:
+            self._signature_columns = [*inspect.signature(self.student.forward).parameters, "label", "label_ids",
+                                       *self.label_names]
+
+    def get_decay_parameter_names(self, model) -> list[str]:
+        # The projections only serve the loss: no weight decay on them (TinyBERT).
+        return [n for n in super().get_decay_parameter_names(model) if not n.startswith("projections.")]
 
     # ----- training schedule -------------------------------------------------------------------------------------
     @property
@@ -147,6 +231,8 @@ class DistillationTrainer(Trainer):
         with torch.no_grad():
             teacher_out = self.teacher(**inputs, output_hidden_states=want_hidden, output_attentions=want_attn)
         mask = inputs.get("attention_mask")
+        # The container projected the narrower student's hidden states inside its forward (see StudentWithProjections).
+        student_hidden = student_out.get("projected_hidden_states", student_out.hidden_states) if want_hidden else None
 
         parts: dict[str, tuple[float, torch.Tensor]] = {}
         if prediction and args.logit_weight > 0:
@@ -156,11 +242,9 @@ class DistillationTrainer(Trainer):
             parts["hard"] = (args.hard_label_weight, hard_label_loss(student_out.logits, labels))
         if want_hidden and args.embedding_weight > 0:
             parts["embeddings"] = (args.embedding_weight, hidden_state_loss(
-                student_out.hidden_states[0], teacher_out.hidden_states[0], mask, args.hidden_loss,
-                self.projections["embeddings"] if "embeddings" in self.projections else None))
+                student_hidden[0], teacher_out.hidden_states[0], mask, args.hidden_loss))
         if want_hidden and args.hidden_weight > 0:
-            losses = [hidden_state_loss(student_out.hidden_states[s], teacher_out.hidden_states[t], mask, args.hidden_loss,
-                                        self.projections[f"layer_{s}"] if f"layer_{s}" in self.projections else None)
+            losses = [hidden_state_loss(student_hidden[s], teacher_out.hidden_states[t], mask, args.hidden_loss)
                       for s, t in self.layer_pairs]
             parts["hidden"] = (args.hidden_weight, torch.stack(losses).mean())
         if want_attn:
@@ -187,33 +271,43 @@ class DistillationTrainer(Trainer):
             self._component_counts.clear()
         super().log(logs, start_time)
 
-    # ----- projections: trained with the student, kept out of the saved model -----------------------------------
-    def create_optimizer(self, model=None):
-        optimizer = super().create_optimizer(model)
-        params = list(self.projections.parameters())
-        already = {id(p) for group in optimizer.param_groups for p in group["params"]}
-        if params and not any(id(p) in already for p in params):
-            optimizer.add_param_group({"params": params, "weight_decay": 0.0})
-        return optimizer
+    # ----- saving: checkpoints hold the container, the final folder a bertlite student --------------------------
+    def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
+        output_dir = output_dir if output_dir is not None else self.args.output_dir
+        if _CHECKPOINT_FOLDER.match(os.path.basename(os.path.normpath(output_dir))):
+            # Student and projections in one state dict: Trainer's own resume restores both.
+            return super()._save(output_dir, state_dict)
+        if not self.args.should_save:
+            return None
+        # Under FSDP / ZeRO-3 Trainer gathered the full state dict of the container: keep the student's part.
+        student_state = None if state_dict is None else {
+            k[len(_STUDENT):]: v for k, v in state_dict.items() if k.startswith(_STUDENT)}
+        tokenizer = self.processing_class or getattr(self.data_collator, "tokenizer", None)
+        # safetensors, config, tokenizer and compression_config.json; no pickled training_args.bin.
+        save_model_folder(output_dir, self.student, tokenizer, self.compression_record(), state_dict=student_state)
+        return None
 
-    def training_step(self, model, inputs, num_items_in_batch=None):
-        loss = super().training_step(model, inputs, num_items_in_batch)
-        # DDP averages the student's gradients across processes but knows nothing of the projections.
-        if (len(self.projections) and self.args.world_size > 1 and torch.distributed.is_initialized()
-                and self.accelerator.sync_gradients):
-            for p in self.projections.parameters():
-                if p.grad is not None:
-                    torch.distributed.all_reduce(p.grad)
-                    p.grad /= self.args.world_size
-        return loss
+    def compression_record(self) -> CompressionConfig:
+        """What `save_model` writes beside the weights, so every bertlite command and loader accepts the folder."""
+        from .job import describe_shape, distillation_params
 
-    def train(self, resume_from_checkpoint=None, **kwargs):
-        checkpoint = resume_from_checkpoint
-        if checkpoint is True:
-            checkpoint = get_last_checkpoint(self.args.output_dir)
-        if isinstance(checkpoint, str) and len(self.projections):
-            path = os.path.join(checkpoint, PROJECTIONS_FILE)
-            if not os.path.isfile(path):
-                raise BertliteError(f"Checkpoint {checkpoint!r} has no {PROJECTIONS_FILE}: it was not written by DistillationTrainer.")
-            self.projections.load_state_dict(load_file(path, device=str(self.args.device)))
-        return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
+        teacher = teacher_display_name(self.accelerator.unwrap_model(self.teacher))
+        record = CompressionConfig(base_model=teacher)
+        record.add_step("distillation", teacher=teacher, student_shape=describe_shape(self.student),
+                        steps=self.state.global_step, **distillation_params(self.args))
+        return record
+
+    def create_model_card(self, language=None, license=None, tags=None, model_name=None, finetuned_from=None,
+                          tasks=None, dataset_tags=None, dataset=None, dataset_args=None, **kwargs) -> None:
+        """bertlite's card (teacher, losses, student shape, metrics) instead of Trainer's generic one; `push_to_hub`
+        calls this after `save_model` wrote the folder it describes."""
+        if not self.is_world_process_zero():
+            return
+        from ..hub.card import render_model_card
+
+        tags = [tags] if isinstance(tags, str) else list(tags or [])
+        text = render_model_card(self.args.output_dir, self.hub_model_id, license=license, tags=tags)
+        fd, staged = tempfile.mkstemp(dir=self.args.output_dir, prefix=".README-")
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(staged, os.path.join(self.args.output_dir, "README.md"))

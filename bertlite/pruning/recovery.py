@@ -70,6 +70,11 @@ def train(model: nn.Module, args, train_dataset, tokenizer, *, teacher: nn.Modul
     return trainer
 
 
+def trained_model(trainer) -> nn.Module:
+    """The model `train` trained: a DistillationTrainer's student (its `trainer.model` holds the projections too)."""
+    return getattr(trainer, "student", trainer.model)
+
+
 def recorded(args) -> dict:
     """The settings of a recovery run that compression_config.json keeps."""
     keys = RECORDED + (DISTILLATION_RECORDED if hasattr(args, "temperature") else ())

@@ -38,6 +38,11 @@ logger = logging.get_logger(__name__)
 MASKS_FILE = "bertlite_pruning_masks.json"
 
 
+def _student(model):
+    """The model to prune: DistillationTrainer passes callbacks its student together with the width projections."""
+    return getattr(model, "student", model)
+
+
 class GradualPruningCallback(TrainerCallback):
     """Gradually mask `heads` / `ffn` (fraction below 1 or whole count, as in `bertlite prune`) during training.
 
@@ -46,7 +51,7 @@ class GradualPruningCallback(TrainerCallback):
         callback = GradualPruningCallback(heads=0.5, ffn=0.5, criterion="taylor")
         trainer = DistillationTrainer(model=student, teacher_model=teacher, args=config, callbacks=[callback], ...)
         trainer.train()
-        pruned = callback.finalize(trainer.model)   # physically smaller Bertlite model
+        pruned = callback.finalize(trainer.student)   # physically smaller Bertlite model
         pruned.save_pretrained("out")
     """
 
@@ -90,6 +95,7 @@ class GradualPruningCallback(TrainerCallback):
 
     # ----- Trainer events ----------------------------------------------------------------------------------------
     def on_train_begin(self, args, state, control, model=None, **kwargs):
+        model = _student(model)
         if model is None:
             raise BertliteError("GradualPruningCallback needs the Trainer to pass the model to callbacks.")
         if getattr(args, "load_best_model_at_end", False):
@@ -107,6 +113,7 @@ class GradualPruningCallback(TrainerCallback):
         self._restore_masks(args, state)
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
+        model = _student(model)
         if self.accumulator is not None:
             self._synchronize_and_accumulate()
         if state.global_step in self.event_steps:
@@ -114,6 +121,7 @@ class GradualPruningCallback(TrainerCallback):
         return control
 
     def on_train_end(self, args, state, control, model=None, **kwargs):
+        model = _student(model)
         # Training that stopped early still ends at the target, so that finalize() yields the promised size.
         heads_now, ffn_now = self._removed_counts() if self.gates is not None else (0, 0)
         if self.gates is not None and (heads_now < self.final_heads or ffn_now < self.final_ffn):

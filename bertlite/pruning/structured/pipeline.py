@@ -73,7 +73,7 @@ def run_structured(args) -> str:
         if args.recover:
             teacher = _teacher(args, model, info.num_labels)
             config = recovery.training_arguments(recovery_dir, distill=True, **training_settings(args))
-            pruned = recovery.train(pruned, config, tokenized["train"], tokenizer, teacher=teacher).model
+            pruned = recovery.trained_model(recovery.train(pruned, config, tokenized["train"], tokenizer, teacher=teacher))
             training = {"teacher": display_name(args.teacher or args.model), **recovery.recorded(config)}
     if args.recover or args.schedule == "gradual":
         evaluate(pruned, "recovered")
@@ -136,5 +136,5 @@ def _gradual(args, model, tokenizer, tokenized, recovery_dir):
                   "ffn_removed_per_layer": [len(v) for _, v in sorted(callback.gates.masked_neurons().items())],
                   "history": callback.history}
     with torch.no_grad():
-        pruned = callback.finalize(trainer.model)
+        pruned = callback.finalize(recovery.trained_model(trainer))
     return pruned, gates_plan, config
