@@ -37,15 +37,32 @@ def packaged_minilm_path() -> Path:
     return path
 
 
+# Present while bertlite.jobs.save_model_folder moves a result into place: a folder holding it is refused by every
+# loader (an interrupted write never loads as a mix of two models).
+INCOMPLETE_FILE = ".bertlite-incomplete"
+
+
+def check_complete(folder: str) -> None:
+    """Refuse, in one line, a folder whose writing was interrupted."""
+    if os.path.exists(os.path.join(folder, INCOMPLETE_FILE)):
+        raise BertliteError(f"{folder!r} was being written when its command was interrupted, so its files may belong to two "
+                            "different models: run the command that writes it again (or delete the folder).")
+
+
 def resolve_model_name(name: str) -> str:
     """Turn a user-given model name into something `from_pretrained` accepts.
 
     Order: an existing local folder wins; then bertlite aliases; anything else is passed through as a Hub id.
     """
+    if isinstance(name, os.PathLike):
+        name = os.fspath(name)
+    if name is not None and not isinstance(name, str):
+        raise BertliteError(f"A model name must be a string (a Hub id, a folder or an alias), got {type(name).__name__} {name!r}.")
     if name is None or str(name).strip() == "":
         raise BertliteError("An empty model name was given: pass a Hub id, a local folder, or one of the aliases " + ", ".join(["minilm", *HUB_ALIASES]))
     name = str(name)
     if os.path.isdir(name):
+        check_complete(name)
         if not os.path.isfile(os.path.join(name, "config.json")):
             raise BertliteError(f"The folder {name!r} holds no config.json: it is not a saved Transformers model.")
         return name

@@ -9,7 +9,7 @@ import time
 
 from transformers.trainer_utils import IntervalStrategy, SaveStrategy
 
-from ..jobs import CHECKPOINTS, prepare_output_dir, run_training, save_model_folder
+from ..jobs import CHECKPOINTS, finish_job, result_settings, run_training, save_model_folder, start_job
 from ..record import CompressionConfig
 from .config import DistillationConfig
 from ..errors import BertliteError
@@ -64,7 +64,9 @@ def run_general_distillation(args, general, config: DistillationConfig, log=prin
 
     _prepare_config(config, log)
     check_shapes_early(args, config)
-    output_dir = prepare_output_dir(config.output_dir)
+    output_dir = config.output_dir
+    # Before any work: a re-run with another recipe stops here instead of resuming it (bertlite.jobs re-run rules).
+    resumable = start_job(output_dir, "general distillation", result_settings(args, general, config), fresh=args.fresh)
     source, teacher_name = args.teacher_path, args.teacher_name
     if general.teacher_task:
         source, fine_tuned = task_teacher(args, general.teacher_task, teacher_dir(output_dir), config.seed, log)
@@ -90,7 +92,7 @@ def run_general_distillation(args, general, config: DistillationConfig, log=prin
                                   callbacks=[card_callback])
     started = time.perf_counter()
     try:
-        result = run_training(trainer, fresh=args.fresh, what="general distillation", log=log)
+        result = run_training(trainer, fresh=args.fresh or not resumable, what="general distillation", log=log)
     finally:
         config.output_dir = output_dir
 
@@ -116,6 +118,7 @@ def run_general_distillation(args, general, config: DistillationConfig, log=prin
                                                         "per_device_train_batch_size", "seed")})
     # safetensors; loads with AutoModel or, with a fresh head, AutoModelFor...
     save_model_folder(output_dir, student, tokenizer, record, metrics)
+    finish_job(output_dir)
     g = metrics["general_distillation"]
     loss = (f"loss {g['first_logged_loss']:.3f} -> {g['last_logged_loss']:.3f}" if losses
             else f"loss not logged: fewer steps than --logging_steps {config.logging_steps:g}")

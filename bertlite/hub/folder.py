@@ -83,6 +83,9 @@ class ModelFolder:
         path = os.fspath(path)
         if not os.path.isdir(path):
             raise BertliteError(f"The model folder {path!r} does not exist." if not os.path.exists(path) else f"{path!r} is not a folder.")
+        from ..loading import check_complete
+
+        check_complete(path)  # an interrupted write loads as nothing
         files = sorted(f for f in os.listdir(path) if os.path.isfile(os.path.join(path, f)))
         return cls(path=path, files=files)
 

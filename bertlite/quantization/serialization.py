@@ -183,6 +183,9 @@ def read_quantization_meta(folder: str) -> dict:
     folder = str(folder)
     if not os.path.isdir(folder):
         raise Int8FolderError(f"{folder!r} is not a folder.")
+    from ..loading import check_complete
+
+    check_complete(folder)
     path = os.path.join(folder, QUANTIZATION_CONFIG_NAME)
     if not os.path.isfile(path):
         raise Int8FolderError(f"{folder!r} holds no bertlite int8 model ({QUANTIZATION_CONFIG_NAME} missing). "
