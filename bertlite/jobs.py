@@ -148,13 +148,13 @@ def holds_model(folder: str) -> bool:
         os.path.exists(os.path.join(folder, name)) for name in WEIGHT_FILES)
 
 
-def start_job(output_dir: str, what: str, settings: dict, *, fresh: bool = False) -> bool:
-    """Check the output folder (before any work) and record this job's settings in it. Returns whether earlier work
-    in the folder may be resumed or reused (same settings); False when `fresh` overrides a conflict, so that the
-    caller starts over. Raises one line otherwise."""
+def check_job(output_dir: str, settings: dict, *, fresh: bool = False) -> bool:
+    """Check the output folder before any work, writing nothing. Returns whether earlier work in the folder may be
+    resumed or reused (same settings, or none recorded); False when `fresh` overrides a conflict, so that the caller
+    starts over. Raises one line otherwise. `record_job` then records the settings, just before training."""
     from .errors import BertliteError
 
-    prepare_output_dir(output_dir)
+    prepare_output_dir(output_dir, create=False)
     previous = read_job(output_dir)
     resumable = True
     if previous is not None and previous.get("settings") != settings:
@@ -171,10 +171,15 @@ def start_job(output_dir: str, what: str, settings: dict, *, fresh: bool = False
             raise BertliteError(f"{output_dir!r} already holds a model (config.json and weights) that no bertlite job wrote "
                                 "there: pass --fresh to replace it, or choose another --output_dir.")
         resumable = False
+    return resumable
+
+
+def record_job(output_dir: str, what: str, settings: dict) -> None:
+    """Record the settings a job trains with (checked by `check_job` on re-runs), before its first checkpoint."""
     from .record import write_json
 
+    prepare_output_dir(output_dir)
     write_json(os.path.join(output_dir, JOB_FILE), {"job": what, "settings": settings, "finished": False})
-    return resumable
 
 
 def finish_job(output_dir: str, **details) -> None:

@@ -218,7 +218,7 @@ def load_model(name: str, *, head: str = "saved", num_labels: int | None = None,
         if "trust_remote_code" in str(err):
             raise BertliteError(f"{name!r} ({config.model_type!r}) is defined by code stored next to its weights: upgrade bertlite "
                                 "if it should know this model type, or pass trust_remote_code=True after reading that code.") from err
-        raise BertliteError(f"Could not load a model from {name!r} with {auto_name}: {_first_line(err)}") from err
+        raise BertliteError(f"Could not load a model from {name!r} with {auto_name}: {_first_line(err)}{_hint(path, err)}") from err
     if strict:
         problems = {k: info.get(k) for k in ("missing_keys", "unexpected_keys", "mismatched_keys") if info.get(k)}
         if problems:
@@ -227,6 +227,21 @@ def load_model(name: str, *, head: str = "saved", num_labels: int | None = None,
             raise BertliteError(f"The weights in {name!r} do not fit {type(model).__name__} ({details}). The folder needs a "
                                 "loader this bertlite does not have (was it made by a newer bertlite?).")
     return model.eval()
+
+
+def _hint(path: str, err: BaseException) -> str:
+    """What to do about the usual reasons a local folder does not load."""
+    from safetensors import SafetensorError
+
+    if not os.path.isdir(path):
+        return ""
+    names = os.listdir(path)
+    if not any(n.endswith(".safetensors") for n in names) and any(n.endswith((".bin", ".pt", ".pth", ".ckpt")) for n in names):
+        return (" (the folder holds pickled weights only, which bertlite never loads: convert them to safetensors, e.g. "
+                "load and save_pretrained them once in a trusted environment).")
+    if isinstance(err, SafetensorError) or "deserializ" in str(err):
+        return " (its safetensors weights file is truncated or corrupt: write or download the folder again)."
+    return ""
 
 
 def _first_line(err: BaseException) -> str:

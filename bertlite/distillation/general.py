@@ -9,7 +9,7 @@ import time
 
 from transformers.trainer_utils import IntervalStrategy, SaveStrategy
 
-from ..jobs import CHECKPOINTS, finish_job, result_settings, run_training, save_model_folder, start_job
+from ..jobs import CHECKPOINTS, check_job, finish_job, record_job, result_settings, run_training, save_model_folder
 from ..record import CompressionConfig
 from .config import DistillationConfig
 from ..errors import BertliteError
@@ -66,7 +66,8 @@ def run_general_distillation(args, general, config: DistillationConfig, log=prin
     check_shapes_early(args, config)
     output_dir = config.output_dir
     # Before any work: a re-run with another recipe stops here instead of resuming it (bertlite.jobs re-run rules).
-    resumable = start_job(output_dir, "general distillation", result_settings(args, general, config), fresh=args.fresh)
+    settings = result_settings(args, general, config)
+    resumable = check_job(output_dir, settings, fresh=args.fresh)
     source, teacher_name = args.teacher_path, args.teacher_name
     if general.teacher_task:
         source, fine_tuned = task_teacher(args, general.teacher_task, teacher_dir(output_dir), config.seed, log)
@@ -85,6 +86,7 @@ def run_general_distillation(args, general, config: DistillationConfig, log=prin
         f"sequences (<= {args.max_length} tokens), losses: embedding {config.embedding_weight:g}, hidden {config.hidden_weight:g}, "
         f"attention {config.attention_weight:g}.")
 
+    record_job(output_dir, "general distillation", settings)
     config.output_dir = os.path.join(output_dir, CHECKPOINTS)
     card_callback = ModelCardCallback()
     trainer = DistillationTrainer(model=student, teacher_model=teacher, args=config, train_dataset=corpus,

@@ -10,7 +10,7 @@ from dataclasses import asdict
 import torch
 from transformers import DataCollatorWithPadding
 
-from ..jobs import CHECKPOINTS, finish_job, result_settings, run_training, save_model_folder, start_job
+from ..jobs import CHECKPOINTS, check_job, finish_job, record_job, result_settings, run_training, save_model_folder
 from ..record import CompressionConfig
 from .config import DistillationConfig
 from ..data import load_task, tokenize
@@ -116,7 +116,8 @@ def run_distillation(args, config: DistillationConfig, log=print) -> dict:
     """Runs the whole job and returns the metrics written to `<output_dir>/metrics.json`."""
     output_dir = config.output_dir
     # Before any work: a re-run with another recipe stops here instead of resuming it (bertlite.jobs re-run rules).
-    resumable = start_job(output_dir, "task distillation", result_settings(args, config), fresh=args.fresh)
+    settings = result_settings(args, config)
+    resumable = check_job(output_dir, settings, fresh=args.fresh)
     tokenizer = load_tokenizer(args.teacher_path, trust_remote_code=args.trust_remote_code)
     dsd, info = load_task(args.task, text_column=args.text_column, text_pair_column=args.text_pair_column,
                           label_column=args.label_column, max_train_examples=args.max_train_examples,
@@ -164,6 +165,7 @@ def run_distillation(args, config: DistillationConfig, log=print) -> dict:
     from ..hub.callback import ModelCardCallback
     from .trainer import DistillationTrainer
 
+    record_job(output_dir, "task distillation", settings)
     config.output_dir = os.path.join(output_dir, CHECKPOINTS)
     card_callback = ModelCardCallback()  # hyperparameters and eval history for the model card
     trainer = DistillationTrainer(model=student, teacher_model=teacher, args=config, train_dataset=encoded["train"],

@@ -10,7 +10,7 @@ import torch
 from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
 from transformers.utils import logging
 
-from ..jobs import CHECKPOINTS, finish_job, read_job, run_training, save_model_folder, start_job
+from ..jobs import CHECKPOINTS, check_job, finish_job, read_job, record_job, run_training, save_model_folder
 from ..data import load_task, tokenize
 from ..errors import BertliteError
 from ..loading import display_name, is_classifier, load_config, load_model, load_tokenizer, resolve_model_name
@@ -67,7 +67,7 @@ def finetuned_teacher(teacher: str, task: str, output_dir: str, *, epochs: float
             and os.path.isfile(os.path.join(output_dir, "model.safetensors"))):
         log(f"Reusing the fine-tuned teacher in {output_dir} (validation accuracy {previous.get('validation_accuracy') or float('nan'):.4f}).")
         return output_dir
-    resumable = start_job(output_dir, "a teacher fine-tune", settings, fresh=fresh)
+    resumable = check_job(output_dir, settings, fresh=fresh)
 
     log(f"Teacher {name} has no trained head for {task}: fine-tuning it first "
         f"({epochs:g} epochs, lr {learning_rate:g}, {len(dsd['train'])} examples) into {output_dir}.")
@@ -78,6 +78,7 @@ def finetuned_teacher(teacher: str, task: str, output_dir: str, *, epochs: float
         model.config.id2label = dict(enumerate(info.label_names))
         model.config.label2id = {v: k for k, v in model.config.id2label.items()}
     encoded = tokenize(dsd, tokenizer, max_length)
+    record_job(output_dir, "a teacher fine-tune", settings)
     checkpoints = os.path.join(output_dir, CHECKPOINTS)
     args = TrainingArguments(
         output_dir=checkpoints, num_train_epochs=epochs, learning_rate=learning_rate, per_device_train_batch_size=batch_size,
