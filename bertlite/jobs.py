@@ -159,7 +159,9 @@ def check_job(output_dir: str, settings: dict, *, fresh: bool = False) -> bool:
     resumable = True
     if previous is not None and previous.get("settings") != settings:
         old = previous.get("settings") or {}
-        changed = sorted(k for k in set(old) | set(settings) if old.get(k, "(unset)") != settings.get(k, "(unset)"))
+        # Values that differ first: a setting only one side knows (another bertlite version) matters less.
+        changed = (sorted(k for k in set(old) & set(settings) if old[k] != settings[k])
+                   or sorted(k for k in set(old) ^ set(settings)))
         if not fresh:
             shown = ", ".join(f"{k} {old.get(k, '(unset)')!r} -> {settings.get(k, '(unset)')!r}" for k in changed[:6])
             more = f" and {len(changed) - 6} more" if len(changed) > 6 else ""

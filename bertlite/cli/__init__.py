@@ -40,7 +40,7 @@ def load_recipe(path: str) -> dict:
         try:
             values = yaml.safe_load(f) or {}
         except yaml.YAMLError as err:
-            raise BertliteError(f"The recipe {path!r} is not valid YAML: {err}") from err
+            raise BertliteError(f"The recipe {path!r} is not valid YAML: {' '.join(str(err).split())}") from err
     if not isinstance(values, dict):
         raise BertliteError(f"The recipe {path!r} must be a mapping of option names to values.")
     return {key.replace("-", "_"): value for key, value in values.items()}
@@ -96,6 +96,11 @@ def build_parser(command: str):
     module = importlib.import_module(COMMANDS[command])
     parser = HfArgumentParser(module.DATACLASSES, prog=f"bertlite {command}", description=module.HELP)
     parser.add_argument("--config", default=None, help="YAML recipe whose keys are this command's options; flags override it.")
+
+    def one_line_error(message):  # argparse prints the whole usage first: one line says what is wrong instead
+        raise BertliteError(f"{message}. See `bertlite {command} --help`.")
+
+    parser.error = one_line_error
     return parser, module
 
 
@@ -164,7 +169,8 @@ def _main(argv: list[str] | None) -> int:
         print(f"bertlite {__version__}")
         return 0
     if argv[0] not in commands:
-        top.error(f"unknown command {argv[0]!r}; choose from {', '.join(sorted(commands))}")
+        print(f"bertlite: error: unknown command {argv[0]!r}; choose from {', '.join(sorted(commands))}.", file=sys.stderr)
+        return 2
     command, rest = argv[0], argv[1:]
     if command in TRAINING_COMMANDS:
         prefer_passive_openmp()
