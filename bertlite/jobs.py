@@ -239,6 +239,19 @@ def run_training(trainer, *, fresh: bool = False, what: str = "the training", lo
     return result
 
 
+# Weights as Transformers and bertlite name them: model.safetensors, model-00001-of-00002.safetensors, their index,
+# pytorch_model.bin, int8_model.safetensors, model_int8.onnx...
+_MODEL_FILE = re.compile(r"^(pytorch_|tf_|flax_|int8_)?model(_int8)?(-\d+-of-\d+)?\.(safetensors|bin|h5|msgpack|onnx)(\.index\.json)?$")
+
+
+def _is_model_file(name: str) -> bool:
+    """Files of a saved model (weights in any format, their index, the int8 marker, the fp32 copy of an int8
+    folder): replaced as a whole when another model is written. Anything else in the folder is left alone."""
+    from .loading import QUANTIZATION_CONFIG_FILE
+
+    return name in WEIGHT_FILES or name in (QUANTIZATION_CONFIG_FILE, "fp32") or bool(_MODEL_FILE.match(name))
+
+
 def save_model_folder(output_dir: str, model=None, tokenizer=None, record=None, metrics=None, write=None) -> str:
     """Write a command's result into `output_dir` atomically: everything is written into a temporary folder beside
     it, then moved into place under an "incomplete" marker that every loader refuses, removed last. A crash while
@@ -254,7 +267,7 @@ def save_model_folder(output_dir: str, model=None, tokenizer=None, record=None, 
         if name.startswith(".saving-"):
             shutil.rmtree(os.path.join(output_dir, name), ignore_errors=True)
     staging = tempfile.mkdtemp(dir=output_dir, prefix=".saving-")
-    from .loading import INCOMPLETE_FILE, QUANTIZATION_CONFIG_FILE
+    from .loading import INCOMPLETE_FILE
 
     marker = os.path.join(output_dir, INCOMPLETE_FILE)
     try:
@@ -276,9 +289,9 @@ def save_model_folder(output_dir: str, model=None, tokenizer=None, record=None, 
         with open(marker, "w") as f:
             f.write("bertlite is writing this folder; it is incomplete until this file is gone.\n")
         if "config.json" in names:  # a new model: no weights of the old one may stay beside it
-            for stale in (*WEIGHT_FILES, QUANTIZATION_CONFIG_FILE, "fp32"):
+            for stale in os.listdir(output_dir):
                 path = os.path.join(output_dir, stale)
-                if stale not in names and os.path.lexists(path):
+                if stale not in names and _is_model_file(stale):
                     shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
         for name in names:
             target = os.path.join(output_dir, name)

@@ -106,7 +106,8 @@ def test_prune_writes_atomically_and_removes_the_old_models_files(tmp_path, monk
     monkeypatch.undo()
     assert _files(out) == before
     assert main(argv) == 0
-    assert not (out / "quantization_config.json").exists() and (out / "notes.txt").read_text() == "mine\n"
+    assert not (out / "quantization_config.json").exists() and not (out / "int8_model.safetensors").exists()
+    assert (out / "notes.txt").read_text() == "mine\n"
     pruned = load_model(str(out))
     assert pruned.bert.encoder.layer[0].attention.self.query.weight.eq(0).float().mean() > 0.3
 
