@@ -37,15 +37,32 @@ def packaged_minilm_path() -> Path:
     return path
 
 
+# Present while bertlite.jobs.save_model_folder moves a result into place: a folder holding it is refused by every
+# loader (an interrupted write never loads as a mix of two models).
+INCOMPLETE_FILE = ".bertlite-incomplete"
+
+
+def check_complete(folder: str) -> None:
+    """Refuse, in one line, a folder whose writing was interrupted."""
+    if os.path.exists(os.path.join(folder, INCOMPLETE_FILE)):
+        raise BertliteError(f"{folder!r} was being written when its command was interrupted, so its files may belong to two "
+                            "different models: run the command that writes it again (or delete the folder).")
+
+
 def resolve_model_name(name: str) -> str:
     """Turn a user-given model name into something `from_pretrained` accepts.
 
     Order: an existing local folder wins; then bertlite aliases; anything else is passed through as a Hub id.
     """
+    if isinstance(name, os.PathLike):
+        name = os.fspath(name)
+    if name is not None and not isinstance(name, str):
+        raise BertliteError(f"A model name must be a string (a Hub id, a folder or an alias), got {type(name).__name__} {name!r}.")
     if name is None or str(name).strip() == "":
         raise BertliteError("An empty model name was given: pass a Hub id, a local folder, or one of the aliases " + ", ".join(["minilm", *HUB_ALIASES]))
     name = str(name)
     if os.path.isdir(name):
+        check_complete(name)
         if not os.path.isfile(os.path.join(name, "config.json")):
             raise BertliteError(f"The folder {name!r} holds no config.json: it is not a saved Transformers model.")
         return name
@@ -201,7 +218,7 @@ def load_model(name: str, *, head: str = "saved", num_labels: int | None = None,
         if "trust_remote_code" in str(err):
             raise BertliteError(f"{name!r} ({config.model_type!r}) is defined by code stored next to its weights: upgrade bertlite "
                                 "if it should know this model type, or pass trust_remote_code=True after reading that code.") from err
-        raise BertliteError(f"Could not load a model from {name!r} with {auto_name}: {_first_line(err)}") from err
+        raise BertliteError(f"Could not load a model from {name!r} with {auto_name}: {_first_line(err)}{_hint(path, err)}") from err
     if strict:
         problems = {k: info.get(k) for k in ("missing_keys", "unexpected_keys", "mismatched_keys") if info.get(k)}
         if problems:
@@ -210,6 +227,21 @@ def load_model(name: str, *, head: str = "saved", num_labels: int | None = None,
             raise BertliteError(f"The weights in {name!r} do not fit {type(model).__name__} ({details}). The folder needs a "
                                 "loader this bertlite does not have (was it made by a newer bertlite?).")
     return model.eval()
+
+
+def _hint(path: str, err: BaseException) -> str:
+    """What to do about the usual reasons a local folder does not load."""
+    from safetensors import SafetensorError
+
+    if not os.path.isdir(path):
+        return ""
+    names = os.listdir(path)
+    if not any(n.endswith(".safetensors") for n in names) and any(n.endswith((".bin", ".pt", ".pth", ".ckpt")) for n in names):
+        return (" (the folder holds pickled weights only, which bertlite never loads: convert them to safetensors, e.g. "
+                "load and save_pretrained them once in a trusted environment).")
+    if isinstance(err, SafetensorError) or "deserializ" in str(err):
+        return " (its safetensors weights file is truncated or corrupt: write or download the folder again)."
+    return ""
 
 
 def _first_line(err: BaseException) -> str:

@@ -3,6 +3,7 @@
 import copy
 import itertools
 import json
+import shutil
 
 import pytest
 import torch
@@ -96,11 +97,15 @@ def test_general_distillation_resumes_from_its_checkpoint(tmp_path, teacher_dir)
     args = DistillArguments(teacher=str(teacher_dir), student_layers=2, max_length=32)
     general = GeneralArguments(general=True, corpus="rotten_tomatoes", corpus_max_texts=100)
     out = tmp_path / "g"
-    run_general_distillation(args, general, config(out, max_steps=2, save_strategy="steps", save_steps=2), log=lambda *_: None)
+    run_general_distillation(args, general, config(out, max_steps=4, save_strategy="steps", save_steps=2), log=lambda *_: None)
+    shutil.rmtree(out / "checkpoints" / "checkpoint-4")  # as if killed after checkpoint-2
     logged = []
     metrics = run_general_distillation(args, general, config(out, max_steps=4, save_strategy="steps", save_steps=2), log=logged.append)
     assert any("Resuming general distillation from" in line and "checkpoint-2" in line for line in logged)
     assert metrics["general_distillation"]["steps"] == 4
+    # Another step count is another recipe: it does not resume (bertlite.jobs re-run rules, tests/test_rerun_rules.py).
+    with pytest.raises(BertliteError, match="max_steps 4 -> 6"):
+        run_general_distillation(args, general, config(out, max_steps=6, save_strategy="steps", save_steps=2), log=lambda *_: None)
 
 
 def test_general_distillation_needs_max_steps_and_an_intermediate_loss(tmp_path, teacher_dir):

@@ -41,10 +41,54 @@ def load_recipe(path: str) -> dict:
         try:
             values = yaml.safe_load(f) or {}
         except yaml.YAMLError as err:
-            raise BertliteError(f"The recipe {path!r} is not valid YAML: {err}") from err
+            raise BertliteError(f"The recipe {path!r} is not valid YAML: {' '.join(str(err).split())}") from err
     if not isinstance(values, dict):
         raise BertliteError(f"The recipe {path!r} must be a mapping of option names to values.")
     return {key.replace("-", "_"): value for key, value in values.items()}
+
+
+def _expected(kind) -> str:
+    return {int: "a whole number", float: "a number", str: "a string"}.get(kind, "true or false")
+
+
+def _check_scalar(path: str, key: str, value, action):
+    """One recipe value against the type and choices its flag has on the command line."""
+    kind = action.type
+    if value is None:
+        return None
+    if kind is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif kind is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok else value  # `temperature: 3` is the 3.0 that --temperature 3 gives
+    elif kind in (None, str):
+        ok = isinstance(value, (str, int, float)) and not isinstance(value, bool)
+        value = str(value) if ok else value
+    elif getattr(kind, "__name__", "") == "string_to_bool":
+        ok = isinstance(value, bool)
+    else:  # a converter of the command line's text (an enum, a choice): give it the text it would get there
+        try:
+            ok = not isinstance(value, (list, dict)) and kind(str(value)) is not None
+        except (TypeError, ValueError):
+            ok = False
+    if not ok:
+        expected = _expected(kind) if kind in (int, float, str, None) or getattr(kind, "__name__", "") == "string_to_bool" else "one value"
+        choices = f" (one of {', '.join(map(str, action.choices))})" if action.choices else ""
+        raise BertliteError(f"{path}: {key} must be {expected}{choices}, got {value!r}.")
+    if action.choices and value not in action.choices and str(value) not in map(str, action.choices):
+        raise BertliteError(f"{path}: {key} must be one of {', '.join(map(str, action.choices))}, got {value!r}.")
+    return value
+
+
+def check_recipe_value(path: str, key: str, value, action):
+    """A recipe value of the wrong type stops with one line naming the key and the expected type (argparse would
+    pass a YAML value through unconverted: `student_layers: 2.5` reached the model builder)."""
+    if action.nargs in ("+", "*"):
+        items = value if isinstance(value, list) else [value]
+        return [_check_scalar(path, key, item, action) for item in items]
+    if isinstance(value, (list, dict)):
+        raise BertliteError(f"{path}: {key} takes one value, got {type(value).__name__} {value!r}.")
+    return _check_scalar(path, key, value, action)
 
 
 def build_parser(command: str):
@@ -53,6 +97,11 @@ def build_parser(command: str):
     module = importlib.import_module(COMMANDS[command])
     parser = HfArgumentParser(module.DATACLASSES, prog=f"bertlite {command}", description=module.HELP)
     parser.add_argument("--config", default=None, help="YAML recipe whose keys are this command's options; flags override it.")
+
+    def one_line_error(message):  # argparse prints the whole usage first: one line says what is wrong instead
+        raise BertliteError(f"{message}. See `bertlite {command} --help`.")
+
+    parser.error = one_line_error
     return parser, module
 
 
@@ -72,6 +121,8 @@ def parse_command(command: str, argv: list[str]):
         unknown = sorted(set(recipe) - dests)
         if unknown:
             raise BertliteError(f"Unknown option(s) in {known.config}: {', '.join(unknown)}. See `bertlite {command} --help`.")
+        actions = {action.dest: action for action in parser._actions}
+        recipe = {key: check_recipe_value(known.config, key, value, actions[key]) for key, value in recipe.items()}
         parser.set_defaults(**recipe)
         # A value given in the recipe satisfies a required flag.
         for action in parser._actions:
@@ -119,7 +170,8 @@ def _main(argv: list[str] | None) -> int:
         print(f"bertlite {__version__}")
         return 0
     if argv[0] not in commands:
-        top.error(f"unknown command {argv[0]!r}; choose from {', '.join(sorted(commands))}")
+        print(f"bertlite: error: unknown command {argv[0]!r}; choose from {', '.join(sorted(commands))}.", file=sys.stderr)
+        return 2
     command, rest = argv[0], argv[1:]
     if command in TRAINING_COMMANDS:
         prefer_passive_openmp()

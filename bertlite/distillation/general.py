@@ -9,7 +9,7 @@ import time
 
 from transformers.trainer_utils import IntervalStrategy, SaveStrategy
 
-from ..jobs import CHECKPOINTS, prepare_output_dir, run_training, save_model_folder
+from ..jobs import CHECKPOINTS, check_job, finish_job, record_job, result_settings, run_training, save_model_folder
 from ..record import CompressionConfig
 from .config import DistillationConfig
 from ..errors import BertliteError
@@ -64,7 +64,10 @@ def run_general_distillation(args, general, config: DistillationConfig, log=prin
 
     _prepare_config(config, log)
     check_shapes_early(args, config)
-    output_dir = prepare_output_dir(config.output_dir)
+    output_dir = config.output_dir
+    # Before any work: a re-run with another recipe stops here instead of resuming it (bertlite.jobs re-run rules).
+    settings = result_settings(args, general, config)
+    resumable = check_job(output_dir, settings, fresh=args.fresh)
     source, teacher_name = args.teacher_path, args.teacher_name
     if general.teacher_task:
         source, fine_tuned = task_teacher(args, general.teacher_task, teacher_dir(output_dir), config.seed, log)
@@ -83,6 +86,7 @@ def run_general_distillation(args, general, config: DistillationConfig, log=prin
         f"sequences (<= {args.max_length} tokens), losses: embedding {config.embedding_weight:g}, hidden {config.hidden_weight:g}, "
         f"attention {config.attention_weight:g}.")
 
+    record_job(output_dir, "general distillation", settings)
     config.output_dir = os.path.join(output_dir, CHECKPOINTS)
     card_callback = ModelCardCallback()
     trainer = DistillationTrainer(model=student, teacher_model=teacher, args=config, train_dataset=corpus,
@@ -90,7 +94,7 @@ def run_general_distillation(args, general, config: DistillationConfig, log=prin
                                   callbacks=[card_callback])
     started = time.perf_counter()
     try:
-        result = run_training(trainer, fresh=args.fresh, what="general distillation", log=log)
+        result = run_training(trainer, fresh=args.fresh or not resumable, what="general distillation", log=log)
     finally:
         config.output_dir = output_dir
 
@@ -116,6 +120,7 @@ def run_general_distillation(args, general, config: DistillationConfig, log=prin
                                                         "per_device_train_batch_size", "seed")})
     # safetensors; loads with AutoModel or, with a fresh head, AutoModelFor...
     save_model_folder(output_dir, student, tokenizer, record, metrics)
+    finish_job(output_dir)
     g = metrics["general_distillation"]
     loss = (f"loss {g['first_logged_loss']:.3f} -> {g['last_logged_loss']:.3f}" if losses
             else f"loss not logged: fewer steps than --logging_steps {config.logging_steps:g}")

@@ -10,7 +10,7 @@ from dataclasses import asdict
 import torch
 from transformers import DataCollatorWithPadding
 
-from ..jobs import CHECKPOINTS, prepare_output_dir, run_training, save_model_folder
+from ..jobs import CHECKPOINTS, check_job, finish_job, record_job, result_settings, run_training, save_model_folder
 from ..record import CompressionConfig
 from .config import DistillationConfig
 from ..data import load_task, tokenize
@@ -51,7 +51,7 @@ def task_teacher(args, task: str, folder: str, seed: int, log) -> tuple[str, boo
     `teacher_*` settings (a finished fine-tune is reused), or used as is when it already has a head for the task."""
     path = finetuned_teacher(args.teacher_path, task, folder, name=args.teacher_name, epochs=args.teacher_epochs, learning_rate=args.teacher_learning_rate,
                              max_length=args.max_length, seed=seed, max_train_examples=args.max_train_examples,
-                             trust_remote_code=args.trust_remote_code, log=log)
+                             trust_remote_code=args.trust_remote_code, fresh=args.fresh, log=log)
     return path, path != args.teacher_path
 
 
@@ -114,7 +114,10 @@ def describe_shape(model) -> dict:
 
 def run_distillation(args, config: DistillationConfig, log=print) -> dict:
     """Runs the whole job and returns the metrics written to `<output_dir>/metrics.json`."""
-    output_dir = prepare_output_dir(config.output_dir)
+    output_dir = config.output_dir
+    # Before any work: a re-run with another recipe stops here instead of resuming it (bertlite.jobs re-run rules).
+    settings = result_settings(args, config)
+    resumable = check_job(output_dir, settings, fresh=args.fresh)
     tokenizer = load_tokenizer(args.teacher_path, trust_remote_code=args.trust_remote_code)
     dsd, info = load_task(args.task, text_column=args.text_column, text_pair_column=args.text_pair_column,
                           label_column=args.label_column, max_train_examples=args.max_train_examples,
@@ -162,13 +165,14 @@ def run_distillation(args, config: DistillationConfig, log=print) -> dict:
     from ..hub.callback import ModelCardCallback
     from .trainer import DistillationTrainer
 
+    record_job(output_dir, "task distillation", settings)
     config.output_dir = os.path.join(output_dir, CHECKPOINTS)
     card_callback = ModelCardCallback()  # hyperparameters and eval history for the model card
     trainer = DistillationTrainer(model=student, teacher_model=teacher, args=config, train_dataset=encoded["train"],
                                   eval_dataset=encoded["validation"], data_collator=DataCollatorWithPadding(tokenizer),
                                   processing_class=tokenizer, compute_metrics=accuracy_metric, callbacks=[card_callback])
     try:
-        run_training(trainer, fresh=args.fresh, what="the distillation", log=log)
+        run_training(trainer, fresh=args.fresh or not resumable, what="the distillation", log=log)
     finally:
         config.output_dir = output_dir
 
@@ -217,6 +221,7 @@ def run_distillation(args, config: DistillationConfig, log=print) -> dict:
         return metrics
 
     save_model_folder(output_dir, student, tokenizer, record, with_size)  # safetensors; projections are not part of the student
+    finish_job(output_dir)
     log(summary_table(metrics))
     return metrics
 

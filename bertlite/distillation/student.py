@@ -7,7 +7,7 @@ import copy
 import torch
 from transformers import PreTrainedModel
 
-from ..errors import BertliteError
+from ..errors import BertliteError, check_model
 
 
 STUDENT_HEADS = ("teacher", "fresh")  # what a headless --student starts its classifier from
@@ -73,6 +73,11 @@ def build_student(teacher: PreTrainedModel, num_layers: int | None = None, layer
     changed): the same architecture at the new shape, randomly initialised with `seed`. `student_init` describes
     which of the two these arguments give.
     """
+    check_model(teacher, "teacher")
+    for key, value in (("num_layers", num_layers), ("hidden_size", hidden_size), ("intermediate_size", intermediate_size),
+                       ("num_attention_heads", num_attention_heads), ("seed", seed)):
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+            raise BertliteError(f"build_student: {key} must be a whole number, got {value!r}.")
     init = student_init(teacher.config, num_layers, layer_ids, hidden_size, intermediate_size, num_attention_heads, seed)
     if "from_teacher_layers" in init:
         layer_ids = init["from_teacher_layers"]

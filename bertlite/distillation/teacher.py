@@ -3,21 +3,18 @@ otherwise fine-tune it first and keep the result (re-runs reuse it)."""
 
 from __future__ import annotations
 
-import json
 import os
 
 import torch
 from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
 from transformers.utils import logging
 
-from ..jobs import CHECKPOINTS, prepare_output_dir, run_training, save_model_folder
-from ..record import write_json
+from ..jobs import CHECKPOINTS, check_job, finish_job, read_job, record_job, run_training, save_model_folder
 from ..data import load_task, tokenize
 from ..errors import BertliteError
 from ..loading import display_name, is_classifier, load_config, load_model, load_tokenizer, resolve_model_name
 
 logger = logging.get_logger("bertlite")
-MARKER = "bertlite_teacher.json"
 
 
 def teacher_dir(output_dir: str, member: int = 0) -> str:
@@ -46,10 +43,12 @@ SAMPLING = "group_by_length"
 
 def finetuned_teacher(teacher: str, task: str, output_dir: str, *, epochs: float = 2.0, learning_rate: float = 1e-4,
                       batch_size: int = 32, max_length: int = 128, seed: int = 42, max_train_examples: int | None = None,
-                      trust_remote_code: bool = False, name: str | None = None, log=print) -> str:
+                      trust_remote_code: bool = False, name: str | None = None, fresh: bool = False,
+                      log=print) -> str:
     """Path of a teacher trained on `task`. A teacher that already has a head for the task is returned unchanged;
     otherwise it is fine-tuned into `output_dir` (resuming an interrupted fine-tune, reusing a finished one whose
-    recorded settings match). `name`: how logs and records call the teacher (default: its display name)."""
+    recorded settings match; other settings are an error unless `fresh`). `name`: how logs and records call the
+    teacher (default: its display name)."""
     dsd, info = load_task(task, max_train_examples=max_train_examples)
     source = resolve_model_name(teacher)
     name = name or display_name(teacher)
@@ -60,14 +59,14 @@ def finetuned_teacher(teacher: str, task: str, output_dir: str, *, epochs: float
     settings = {"teacher": name, "task": task, "epochs": epochs, "learning_rate": learning_rate,
                 "batch_size": batch_size, "max_length": max_length, "seed": seed, "max_train_examples": max_train_examples,
                 "sampling": SAMPLING}
-    marker = os.path.join(output_dir, MARKER)
-    if os.path.isfile(marker):
-        with open(marker) as f:
-            recorded = json.load(f)
-        if recorded.get("settings") == settings and os.path.isfile(os.path.join(output_dir, "model.safetensors")):
-            log(f"Reusing the fine-tuned teacher in {output_dir} (validation accuracy {recorded.get('validation_accuracy', float('nan')):.4f}).")
-            return output_dir
-        log(f"The teacher in {output_dir} was fine-tuned with other settings; fine-tuning again.")
+    # The same re-run rules as every job (bertlite.jobs): a finished fine-tune with these settings is reused, an
+    # interrupted one resumed, one with other settings is an error unless `fresh`.
+    previous = read_job(output_dir) if os.path.isdir(output_dir) else None
+    if (previous and previous.get("finished") and previous.get("settings") == settings
+            and os.path.isfile(os.path.join(output_dir, "model.safetensors"))):
+        log(f"Reusing the fine-tuned teacher in {output_dir} (validation accuracy {previous.get('validation_accuracy') or float('nan'):.4f}).")
+        return output_dir
+    resumable = check_job(output_dir, settings, fresh=fresh)
 
     log(f"Teacher {name} has no trained head for {task}: fine-tuning it first "
         f"({epochs:g} epochs, lr {learning_rate:g}, {len(dsd['train'])} examples) into {output_dir}.")
@@ -78,7 +77,8 @@ def finetuned_teacher(teacher: str, task: str, output_dir: str, *, epochs: float
         model.config.id2label = dict(enumerate(info.label_names))
         model.config.label2id = {v: k for k, v in model.config.id2label.items()}
     encoded = tokenize(dsd, tokenizer, max_length)
-    checkpoints = os.path.join(prepare_output_dir(output_dir), CHECKPOINTS)
+    record_job(output_dir, "a teacher fine-tune", settings)
+    checkpoints = os.path.join(output_dir, CHECKPOINTS)
     args = TrainingArguments(
         output_dir=checkpoints, num_train_epochs=epochs, learning_rate=learning_rate, per_device_train_batch_size=batch_size,
         per_device_eval_batch_size=64, warmup_steps=0.1, weight_decay=0.01, eval_strategy="epoch", save_strategy="epoch",
@@ -88,11 +88,11 @@ def finetuned_teacher(teacher: str, task: str, output_dir: str, *, epochs: float
     trainer = Trainer(model=model, args=args, train_dataset=encoded["train"], eval_dataset=encoded["validation"],
                       data_collator=DataCollatorWithPadding(tokenizer), processing_class=tokenizer,
                       compute_metrics=accuracy_metric)
-    run_training(trainer, what="the teacher fine-tune", log=log)
+    run_training(trainer, fresh=not resumable, what="the teacher fine-tune", log=log)
     metrics = trainer.evaluate()
-    # safetensors only (Trainer.save_model adds a pickled training_args.bin); the marker last: it says "finished".
+    # safetensors only (Trainer.save_model adds a pickled training_args.bin); "finished" last.
     save_model_folder(output_dir, trainer.model, tokenizer)
-    write_json(marker, {"settings": settings, "validation_accuracy": metrics.get("eval_accuracy")})
+    finish_job(output_dir, validation_accuracy=metrics.get("eval_accuracy"))
     log(f"Fine-tuned teacher: validation accuracy {metrics.get('eval_accuracy', float('nan')):.4f}.")
     return output_dir
 

@@ -17,7 +17,7 @@ from functools import cached_property
 
 from ..record import CONFIG_NAME as COMPRESSION_CONFIG_NAME
 from ..record import CompressionConfig
-from ..errors import BertliteError
+from ..errors import BertliteError, check_path
 
 CARD_NAME = "README.md"
 # What a model folder holds, by name: only these travel to the Hub (anything else, say a credentials.json the user
@@ -82,9 +82,12 @@ class ModelFolder:
 
     @classmethod
     def inspect(cls, path: str) -> "ModelFolder":
-        path = os.fspath(path)
+        path = check_path(path, "the model folder")
         if not os.path.isdir(path):
             raise BertliteError(f"The model folder {path!r} does not exist." if not os.path.exists(path) else f"{path!r} is not a folder.")
+        from ..loading import check_complete
+
+        check_complete(path)  # an interrupted write loads as nothing
         files = sorted(f for f in os.listdir(path) if os.path.isfile(os.path.join(path, f)))
         return cls(path=path, files=files)
 

@@ -49,8 +49,8 @@ def load_compressed(name_or_path: str, revision: str | None = None, token: str |
     for models whose code bertlite does not ship. return_tokenizer: return (model, tokenizer). model_kwargs go to
     the loader (e.g. torch_dtype). The model gets a `compression_config` attribute with its history.
     """
-    if name_or_path is None or not str(name_or_path).strip():
-        raise BertliteError("load_compressed needs a folder or a Hub repo id (ORG/NAME).")
+    if not isinstance(name_or_path, (str, os.PathLike)) or not str(name_or_path).strip():
+        raise BertliteError(f"load_compressed needs a folder or a Hub repo id (ORG/NAME) as a string, got {name_or_path!r}.")
     name_or_path = os.fspath(name_or_path)
     if os.path.isdir(name_or_path):
         if revision is not None:

@@ -111,7 +111,7 @@ def push_compressed(folder: str, repo_id: str, *, private: bool = False, revisio
     model.require_bertlite()
     if not model.has("config.json"):
         raise BertliteError(f"{folder!r} has no config.json: save the model with `save_pretrained` first.")
-    if (repo_id or not dry_run) and (not repo_id or not REPO_ID.match(repo_id)):
+    if (repo_id or not dry_run) and (not isinstance(repo_id, str) or not REPO_ID.match(repo_id)):
         raise BertliteError(f"{repo_id!r} is not a Hub repo id: use ORG/NAME (letters, digits, '-', '_', '.').")
     revision = revision or DEFAULT_REVISION
     if COMMIT_OID.match(revision):

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import torch
 from tqdm.auto import tqdm
 
-from ..errors import BertliteError
+from ..errors import BertliteError, check_model
 from .backends import get_backend
 from .backends.base import Int8Settings
 from .config import DEFAULT_KEEP_FP32, QuantizationConfig, matches_any
@@ -86,6 +86,7 @@ def quantize_model(model: torch.nn.Module, config: QuantizationConfig | dict | N
     Returns the quantized model (a copy unless `inplace`); for the onnxruntime backend an `OnnxInt8Model`.
     Save it with `save_quantized`.
     """
+    check_model(model, needs_config=False)
     config = make_config(config, **settings)
     backend = get_backend(config.backend)
     resolved = backend.resolve(config)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import warnings
 
+from ..jobs import prepare_output_dir, save_model_folder
 from ..record import CompressionConfig
 from ..errors import BertliteError
 from ..evaluation import folder_size_mb
@@ -67,10 +68,14 @@ def quantize_folder(model: str, output_dir: str | None = None, config: Quantizat
     if export not in (None, "onnx"):
         raise BertliteError(f"--export {export!r}: the export format bertlite writes is 'onnx'.")
     config = make_config(config, **settings)
-    fp32 = load_fp32_model(model)
-    output_dir = output_dir or default_output_dir(model)
+    if not isinstance(model, (str, os.PathLike)):
+        raise BertliteError(f"quantize_folder reads a saved model: pass its folder, Hub id or alias, not a {type(model).__name__} "
+                            "(quantize a model object with quantize_model).")
+    output_dir = os.fspath(output_dir or default_output_dir(model))
     if os.path.abspath(output_dir) == os.path.abspath(str(model)):
-        raise BertliteError("--output-dir must differ from --model: the fp32 folder is the input.")
+        raise BertliteError("--output_dir must differ from --model: the fp32 folder is the input.")
+    prepare_output_dir(output_dir, create=False)  # a file or a read-only place fails now, not after the work
+    fp32 = load_fp32_model(model)
     data = check_data(task, check_split, max_check_examples)  # fail on a bad task before the slow work
     int8 = quantize_model(fp32, config)
     try:
@@ -83,9 +88,6 @@ def quantize_folder(model: str, output_dir: str | None = None, config: Quantizat
     if tokenizer is not None:
         report = compare_with_fp32(fp32, int8, tokenizer, data, max_accuracy_drop=max_accuracy_drop,
                                    min_label_agreement=min_label_agreement)
-    save_quantized(int8, output_dir, fp32_model=fp32 if keep_fp32_model else None)
-    if tokenizer is not None:
-        tokenizer.save_pretrained(output_dir)
 
     source = resolve_model_name(model)
     history = CompressionConfig.load_or_new(source if os.path.isdir(source) else None, base_model=display_name(model))
@@ -95,15 +97,20 @@ def quantize_folder(model: str, output_dir: str | None = None, config: Quantizat
                      keep_fp32=config.keep_fp32,
                      quantize_embeddings=config.quantize_embeddings, int8_layers=len(record.linear_modules),
                      fp32_layers=record.fp32_linear_modules, check_task=task)
-    sizes = {"fp32_mb": round(folder_size_mb(source), 2) if os.path.isdir(source) else None,
-             "int8_mb": round(folder_size_mb(output_dir), 2)}
-    history.metrics["quantization"] = {**sizes, **(report.to_dict() if report else {})}
-    if report is not None and task and not max_check_examples:  # the whole split: the card's column
-        history.measured(**{f"{check_split}_accuracy": report.int8_accuracy})
-    if export == "onnx":
-        onnx_report = export_onnx_int8(fp32, int8, config, tokenizer, os.path.join(output_dir, ONNX_EXPORT_DIR), data,
-                                       max_accuracy_drop=max_accuracy_drop, min_label_agreement=min_label_agreement)
-        history.metrics["quantization"]["onnx_export"] = {"folder": ONNX_EXPORT_DIR,
-                                                          **(onnx_report.to_dict() if onnx_report else {})}
-    history.save_pretrained(output_dir)
+
+    def write(staged: str) -> None:  # the int8 model, then its size as written
+        save_quantized(int8, staged, fp32_model=fp32 if keep_fp32_model else None)
+        sizes = {"fp32_mb": round(folder_size_mb(source), 2) if os.path.isdir(source) else None,
+                 "int8_mb": round(folder_size_mb(staged), 2)}
+        history.metrics["quantization"] = {**sizes, **(report.to_dict() if report else {})}
+        if report is not None and task and not max_check_examples:  # the whole split: the card's column
+            history.measured(**{f"{check_split}_accuracy": report.int8_accuracy})
+        if export == "onnx":
+            onnx_report = export_onnx_int8(fp32, int8, config, tokenizer, os.path.join(staged, ONNX_EXPORT_DIR), data,
+                                           max_accuracy_drop=max_accuracy_drop, min_label_agreement=min_label_agreement)
+            history.metrics["quantization"]["onnx_export"] = {"folder": ONNX_EXPORT_DIR,
+                                                              **(onnx_report.to_dict() if onnx_report else {})}
+
+    # One atomic write: an interrupted run leaves the old folder, or one every loader refuses.
+    save_model_folder(output_dir, tokenizer=tokenizer, record=history, write=write)
     return output_dir, report

@@ -23,7 +23,7 @@ import os
 import torch
 
 from ..record import VERSION as __version__
-from ..errors import BertliteError
+from ..errors import BertliteError, check_path
 from .backends import BACKENDS, get_backend
 from .backends.base import Int8Backend, Int8Settings
 from .backends.onnxruntime_backend import ONNX_FILE, OnnxInt8Model
@@ -180,9 +180,12 @@ def save_quantized(model, folder: str, fp32_model=None) -> str:
 
 
 def read_quantization_meta(folder: str) -> dict:
-    folder = str(folder)
+    folder = check_path(folder, "the int8 folder")
     if not os.path.isdir(folder):
         raise Int8FolderError(f"{folder!r} is not a folder.")
+    from ..loading import check_complete
+
+    check_complete(folder)
     path = os.path.join(folder, QUANTIZATION_CONFIG_NAME)
     if not os.path.isfile(path):
         raise Int8FolderError(f"{folder!r} holds no bertlite int8 model ({QUANTIZATION_CONFIG_NAME} missing). "
@@ -325,7 +328,7 @@ def load_quantized(folder, backend: str | None = None, compile: bool | str = Fal
     weights file whose sha256 differs from the recorded one, a truncated file) is one `Int8FolderError` naming the
     entry; see validation.py.
     """
-    folder = str(folder)
+    folder = check_path(folder, "the int8 folder")
     meta = read_quantization_meta(folder)
     tensors = None
     if meta.get("weights_file") == WEIGHTS_NAME:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ...errors import BertliteError
+from ...errors import BertliteError, check_model
 from .gates import LayerShape, layer_shapes
 from .importance import DATA_CRITERIA, UnitScores, compute_importance
 from .selection import PruningPlan, check_target, plan_pruning
@@ -46,6 +46,7 @@ def prune(model: nn.Module, *, heads: float | int | None = None, ffn: float | in
     model inputs, with labels when available) are needed for the taylor and fisher criteria. The input model is not
     modified; the returned `PruneResult.model` is a new, smaller Bertlite model.
     """
+    check_model(model)
     check_target(heads, "heads")
     check_target(ffn, "ffn")
     if not heads and not ffn:

@@ -34,7 +34,9 @@ def run_structured(args) -> str:
     from ...record import CompressionConfig
 
     set_seed(args.seed)
-    output_dir = args.output_dir or default_output_dir(args.model, "pruned")
+    from ...jobs import prepare_output_dir, save_model_folder
+
+    output_dir = prepare_output_dir(args.output_dir or default_output_dir(args.model, "pruned"), create=False)
     importance_examples = args.importance_examples or defaults.IMPORTANCE_EXAMPLES
     dsd, info = load_task(args.task, max_train_examples=args.max_train_examples, max_eval_examples=args.max_eval_examples)
     if info.is_regression:
@@ -79,8 +81,6 @@ def run_structured(args) -> str:
         evaluate(pruned, "recovered")
 
     after_shapes, params_after = layer_shapes(pruned), count_parameters(pruned)
-    pruned.save_pretrained(output_dir)
-    tokenizer.save_pretrained(output_dir)
     source = resolve_model_name(args.model)
     record = CompressionConfig.load_or_new(source if os.path.isdir(source) else None, base_model=display_name(args.model),
                                            task=info.name, dataset=info.source, split_note=info.split_note)
@@ -97,7 +97,7 @@ def run_structured(args) -> str:
     record.metrics["structured_pruning"] = {**metrics, "parameters_before": params_before, "parameters_after": params_after}
     if not args.max_eval_examples:  # on the whole test split, as the teacher's figure: the card's column
         record.measured(test_accuracy=metrics.get("accuracy_recovered", metrics.get("accuracy_pruned")))
-    record.save_pretrained(output_dir)
+    save_model_folder(output_dir, pruned, tokenizer, record)  # atomic: never half a pruned model
 
     print(describe_shapes(before_shapes, after_shapes))
     print(f"parameters: {params_before:,} -> {params_after:,} ({params_after / params_before:.1%})")

@@ -7,7 +7,7 @@ from typing import Callable, Iterable
 import torch
 from torch import nn
 
-from ...errors import BertliteError
+from ...errors import BertliteError, check_model
 from .lottery import lottery_ticket
 from .magnitude import magnitude_prune
 from .masking import SCOPES, is_masked, make_permanent
@@ -45,6 +45,7 @@ def prune_weights(model: nn.Module, method: str = "magnitude", sparsity: float =
     rounds, obd 1, synflow 100). The masks stay attached (pruned weights stay zero through further training);
     call `remove_masks(model)` before `save_pretrained`.
     """
+    check_model(model, needs_config=False)
     iterations = iterations or DEFAULT_ITERATIONS.get(method, 1)
     validate(method, sparsity, scope, iterations)
     targets = find_targets(model, include_embeddings, include_classifier)

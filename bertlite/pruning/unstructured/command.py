@@ -10,6 +10,7 @@ import os
 import warnings
 
 from ...errors import BertliteError
+from ...jobs import prepare_output_dir, save_model_folder
 from ...loading import display_name, load_tokenizer, resolve_model_name
 from ...record import CompressionConfig
 from .. import defaults
@@ -17,6 +18,7 @@ from ..recovery import task_train_fn
 from .api import DEFAULT_ITERATIONS, prune_weights, remove_masks, validate
 from .loading import fisher_batches, load_model
 from .lottery import snapshot
+from .report import REPORT_NAME
 
 
 def _needs_task(method: str, iterations: int, recover: bool) -> str | None:
@@ -57,6 +59,7 @@ def run(args) -> int:
     method, sparsity, scope = args.method, float(args.sparsity), args.scope
     iterations = int(args.iterations or 0) or DEFAULT_ITERATIONS.get(method, 1)
     validate(method, sparsity, scope, iterations)
+    prepare_output_dir(_output_dir(args), create=False)  # a file or a read-only place fails now, not after the work
     if method == "synflow" and iterations < 10:
         warnings.warn(f"SynFlow with {iterations} iteration(s): the paper's layer-collapse guarantee needs many "
                       f"(default {DEFAULT_ITERATIONS['synflow']}); pass --iterations {DEFAULT_ITERATIONS['synflow']}.",
@@ -139,10 +142,6 @@ def _recover(model, args, tokenizer, train_dataset) -> dict:
 def _save(model, tokenizer, report, args, iterations, rewind_step, recovery, metrics, info) -> None:
     out = _output_dir(args)
     remove_masks(model)  # plain weights with zeros: the folder loads in plain transformers
-    os.makedirs(out, exist_ok=True)
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    report_path = report.save(out)
     source = resolve_model_name(args.model)
     record = CompressionConfig.load_or_new(source if os.path.isdir(source) else None, base_model=display_name(args.model))
     if info is not None:
@@ -163,5 +162,5 @@ def _save(model, tokenizer, report, args, iterations, rewind_step, recovery, met
     record.metrics["weight_pruning"] = {**metrics, "sparsity": report.sparsity, "model_sparsity": report.model_sparsity}
     if not args.max_eval_examples:  # on the whole test split, as the teacher's figure: the card's column
         record.measured(test_accuracy=metrics.get("accuracy_recovered", metrics.get("accuracy_pruned")))
-    record.save_pretrained(out)
-    print(f"Saved the pruned model, tokenizer, {os.path.basename(report_path)} and compression_config.json to {out}")
+    save_model_folder(out, model, tokenizer, record, write=report.save)  # atomic: never half a pruned model
+    print(f"Saved the pruned model, tokenizer, {REPORT_NAME} and compression_config.json to {out}")
