@@ -110,6 +110,8 @@ class DistillationTrainer(Trainer):
         callbacks.append(_ProjectionBookkeeping(self))
         super().__init__(model=model, args=args, callbacks=callbacks, **kwargs)
         self.teacher = teacher_model.to(self.args.device).eval()
+        if args.teacher_torch_dtype is not None:  # teacher_dtype: a frozen teacher needs no fp32 master weights
+            self.teacher.to(args.teacher_torch_dtype)
         self.teacher.requires_grad_(False)
         self.projections.to(self.args.device)
         self._component_sums: dict[str, float] = defaultdict(float)
@@ -146,6 +148,9 @@ class DistillationTrainer(Trainer):
         student_out = model(**inputs, output_hidden_states=want_hidden, output_attentions=want_attn)
         with torch.no_grad():
             teacher_out = self.teacher(**inputs, output_hidden_states=want_hidden, output_attentions=want_attn)
+            if args.teacher_torch_dtype is not None:  # the losses compare in float32, whatever the teacher ran in
+                for key, value in teacher_out.items():
+                    teacher_out[key] = value.float() if torch.is_tensor(value) else tuple(v.float() for v in value)
         mask = inputs.get("attention_mask")
 
         parts: dict[str, tuple[float, torch.Tensor]] = {}
