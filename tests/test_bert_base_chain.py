@@ -147,7 +147,9 @@ def test_bert_base_shaped_chain_distill_prune_quantize_push_load(tmp_path):
     from hub_server import HubServer
 
     teacher = make_bert_shape_folder(tmp_path / "bert-base-shaped")
-    with HubServer(root=str(tmp_path / "hub"), tokens={TOKEN: {"name": "alice"}}) as hub:
+    # bert-base-shaped files are hundreds of MB: lift the test server's default request/storage limits.
+    with HubServer(root=str(tmp_path / "hub"), tokens={TOKEN: {"name": "alice"}}, max_body_bytes=2**30,
+                   max_total_bytes=2**31) as hub:
         env = _env(hub.url, tmp_path / "hf_home")
 
         # DistilBERT-6: every other layer of the teacher, full width.
@@ -187,7 +189,7 @@ def test_bert_base_shaped_chain_distill_prune_quantize_push_load(tmp_path):
 
         # Push both finished students to the loopback Hub, load them back in a fresh process: the same logits.
         for folder, repo_id in ((int8, "alice/bert-base-shaped-distil6-pruned-int8"), (task, "alice/bert-base-shaped-tiny4")):
-            assert repo_id in _bertlite(env, "push", "--folder", str(folder), "--repo-id", repo_id)
+            assert repo_id in _bertlite(env, "push", "--folder", str(folder), "--repo-id", repo_id, "--license", "apache-2.0")
             local = _local_logits(folder)
             assert local.shape == (len(TEXTS), 2) and torch.isfinite(local).all()
             assert torch.allclose(_hub_logits(env, repo_id), local, atol=1e-6), repo_id
