@@ -173,6 +173,7 @@ def worker(job: dict) -> dict:
             result["peak_reset"] = _reset_peak_rss()
             trainer.train()
             times = timer.times
+            result["peak_rss_mb"] = _peak_rss_mb()  # before the plain step below adds a second optimizer state
             # The plain student step again, in this process right after the distillation steps: a ratio whose three
             # terms ran back to back in one process (the student process above gives the clean memory).
             plain_timer = _StepTimer()
@@ -181,7 +182,7 @@ def worker(job: dict) -> dict:
             result["student_step_same_process_s"] = statistics.median(plain_timer.times[job["warmup"]:])
     measured = times[job["warmup"]:]
     result.update(step_s=statistics.median(measured), steps_s=[round(t, 3) for t in measured],
-                  peak_rss_mb=_peak_rss_mb(), tokens_per_s=job["batch"] * job["seq_len"] / statistics.median(measured))
+                  peak_rss_mb=result.get("peak_rss_mb") or _peak_rss_mb(), tokens_per_s=job["batch"] * job["seq_len"] / statistics.median(measured))
     return result
 
 
@@ -215,7 +216,8 @@ def _row(cfg: dict, r: dict) -> dict:
     same = d["step_s"] / (d["teacher_fwd_s"] + d["student_step_same_process_s"])
     bound = MEMORY_FACTOR * s["peak_rss_mb"] + d["teacher_weights_mb"]
     return {**cfg, "teacher_fwd_s": d["teacher_fwd_s"], "student_step_s": s["step_s"], "distill_step_s": d["step_s"],
-            "ratio": ratio, "ratio_same_process": same, "student_step_same_process_s": d["student_step_same_process_s"], "distill_tokens_s": d["tokens_per_s"], "student_tokens_s": s["tokens_per_s"],
+            "ratio": ratio, "ratio_same_process": same, "student_step_same_process_s": d["student_step_same_process_s"],
+            "distill_tokens_s": d["tokens_per_s"], "student_tokens_s": s["tokens_per_s"],
             "rss_student_mb": s["peak_rss_mb"], "rss_distill_mb": d["peak_rss_mb"],
             "teacher_weights_mb": d["teacher_weights_mb"], "memory_bound_mb": bound,
             "ratio_ok": ratio <= RATIO_GOAL, "memory_ok": d["peak_rss_mb"] <= bound, "losses": d.get("losses"),
