@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import torch
 from transformers import TrainingArguments
 
 from ..errors import BertliteError
 from .layer_map import parse_layer_map
+
+TEACHER_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 @dataclass
@@ -28,6 +31,7 @@ class DistillationConfig(TrainingArguments):
     stage_one_fraction: float = field(default=0.5, metadata={"help": "With --two_stage, the fraction of training steps spent on intermediate layers; in (0, 1)."})
     quantization_aware: bool = field(default=False, metadata={"help": "Quantization-aware training: the student's Linear layers run with int8 rounding (straight-through gradients) during distillation, with the default settings of `bertlite quantize`, which then converts the saved student to int8."})
     hub_strategy: str = field(default="end", metadata={"help": "With --push_to_hub: 'end' only. The student is published by save_model/push_to_hub; a checkpoint holds the student with the width projections, which Trainer's other strategies would copy into the published folder."})
+    teacher_dtype: str | None = field(default=None, metadata={"help": "Run the frozen teacher in a lower precision than the student to save its memory and time: 'bf16' (GPU, or CPU where torch supports it) or 'fp16' (GPU only). Its outputs are cast to float32 for the losses. Default: the student's precision."})
     save_on_interrupt: bool = field(default=True, metadata={"help": "On Ctrl-C/SIGTERM finish the current step, save a checkpoint and stop, so that re-running resumes without loss."})
 
     def __post_init__(self):
@@ -57,7 +61,23 @@ class DistillationConfig(TrainingArguments):
         if self.push_to_hub and strategy != "end":
             raise BertliteError(f"hub_strategy {strategy!r} is not supported by DistillationTrainer: use 'end' "
                                 "(push_to_hub publishes the student at the end; checkpoints hold student and projections).")
+        self._check_teacher_dtype()
         parse_layer_map(self.layer_map)  # fail at parse time, not after the teacher was loaded
+
+    def _check_teacher_dtype(self) -> None:
+        if self.teacher_dtype in (None, "", "none", "same"):
+            self.teacher_dtype = None
+            return
+        if self.teacher_dtype not in TEACHER_DTYPES:
+            raise BertliteError(f"teacher_dtype must be 'bf16' or 'fp16' (or unset: the student's precision), got {self.teacher_dtype!r}.")
+        on_cpu = self.use_cpu or not torch.cuda.is_available()
+        if self.teacher_dtype == "fp16" and on_cpu:
+            raise BertliteError("teacher_dtype 'fp16' needs a GPU (CPU fp16 matmuls are missing or very slow): use 'bf16' on CPU.")
+
+    @property
+    def teacher_torch_dtype(self) -> torch.dtype | None:
+        """The teacher's parameter dtype, or None to leave it as loaded."""
+        return TEACHER_DTYPES.get(self.teacher_dtype) if self.teacher_dtype else None
 
     @property
     def needs_attentions(self) -> bool:

@@ -229,7 +229,7 @@ def run_distillation(args, config: DistillationConfig, log=print) -> dict:
 def distillation_params(config: DistillationConfig) -> dict:
     keys = ("temperature", "logit_weight", "hard_label_weight", "embedding_weight", "hidden_weight", "attention_weight",
             "layer_map", "hidden_loss", "attention_loss", "two_stage", "stage_one_fraction", "num_train_epochs",
-            "learning_rate", "per_device_train_batch_size", "seed", "quantization_aware")
+            "learning_rate", "per_device_train_batch_size", "seed", "quantization_aware", "teacher_dtype")
     values = asdict(config)
     return {k: values[k] for k in keys}
 

@@ -183,6 +183,8 @@ class DistillationTrainer(Trainer):
         """As TRL's distillation trainers: ZeRO-3 partitions the teacher through DeepSpeed (inference only), other
         engines get it through accelerate in evaluation mode (on each device, never wrapped for training)."""
         teacher.eval().requires_grad_(False)
+        if self.args.teacher_torch_dtype is not None:  # teacher_dtype: a frozen teacher needs no fp32 master weights
+            teacher.to(self.args.teacher_torch_dtype)
         if self.is_deepspeed_enabled:
             return _deepspeed_inference(teacher, self.accelerator)
         if self.is_fsdp_enabled:
@@ -230,6 +232,9 @@ class DistillationTrainer(Trainer):
         student_out = model(**inputs, output_hidden_states=want_hidden, output_attentions=want_attn)
         with torch.no_grad():
             teacher_out = self.teacher(**inputs, output_hidden_states=want_hidden, output_attentions=want_attn)
+            if args.teacher_torch_dtype is not None:  # the losses compare in float32, whatever the teacher ran in
+                for key, value in teacher_out.items():
+                    teacher_out[key] = value.float() if torch.is_tensor(value) else tuple(v.float() for v in value)
         mask = inputs.get("attention_mask")
         # The container projected the narrower student's hidden states inside its forward (see StudentWithProjections).
         student_hidden = student_out.get("projected_hidden_states", student_out.hidden_states) if want_hidden else None
