@@ -318,14 +318,28 @@ def _machine() -> str:
     return f"{name} ({os.cpu_count()} logical CPUs)"
 
 
-def benchmark_models(models, task: str, *, splits=("test", "validation"), compile: str | None = None,
-                     threads: int | None = None, rounds: int = 5, repeats: int = 3, max_eval_examples: int | None = None,
-                     batch_size: int = 64, max_length: int = 128, baseline=None, tokenizer=None, command: str | None = None,
-                     log=print) -> Report:
+def benchmark_models(models, task: str, *, threads: int | None = None, **options) -> Report:
     """Measure `models`, a list of (label, folder) or (label, (model, tokenizer)), the first being the reference
-    (the teacher), on `task`. baseline: one more (label, folder) measured alike and marked as the baseline.
-    compile="pt2e" times int8 folders through PT2E + inductor. threads: torch threads (default: as set).
-    Returns the `Report`; `report.write(dir)` writes report.md, report.json and pareto.png."""
+    (the teacher), on `task`. Options: splits, baseline (one more (label, folder) measured alike and marked as the
+    baseline), compile="pt2e" (int8 folders timed through PT2E + inductor), rounds, repeats, max_eval_examples,
+    batch_size, max_length, tokenizer, command, log. threads: torch threads while measuring (default: as set; the
+    process's own count is restored afterwards). Returns the `Report`; `report.write(dir)` writes report.md,
+    report.json and pareto.png."""
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        if threads:
+            torch.set_num_threads(threads)
+        return _benchmark_models(models, task, **options)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _benchmark_models(models, task: str, *, splits=("test", "validation"), compile: str | None = None,
+                      rounds: int = 5, repeats: int = 3, max_eval_examples: int | None = None, batch_size: int = 64,
+                      max_length: int = 128, baseline=None, tokenizer=None, command: str | None = None,
+                      log=print) -> Report:
     import torch
 
     from .data import load_task
@@ -342,8 +356,6 @@ def benchmark_models(models, task: str, *, splits=("test", "validation"), compil
     labels = [label for label, _, _ in entries]
     if len(set(labels)) != len(labels):
         raise BertliteError(f"Two models have the same label ({', '.join(labels)}): give each its own.")
-    if threads:
-        torch.set_num_threads(threads)
     dsd, info = load_task(task, max_eval_examples=max_eval_examples)
     spec = metric_spec(info)
     missing = [s for s in splits if s not in dsd]
