@@ -21,16 +21,19 @@ def load_fp32_model(name_or_path: str):
 
 
 def check_data(task: str | None, split: str = "test", max_examples: int | None = None):
-    """The dataset the fp32/int8 comparison runs on: a task split, or None for the built-in sample sentences."""
+    """The dataset the fp32/int8 comparison runs on and the task's MetricSpec: a task split, or (None, None) for
+    the built-in sample sentences."""
     if not task:
-        return None
+        return None, None
     from ..data import load_task
 
-    dsd, _ = load_task(task)
+    from ..metrics import metric_spec
+
+    dsd, info = load_task(task)
     if split not in dsd:
         raise BertliteError(f"Task {task!r} has no {split!r} split; it has {', '.join(dsd)}.")
     data = dsd[split]
-    return data.select(range(min(max_examples, len(data)))) if max_examples else data
+    return (data.select(range(min(max_examples, len(data)))) if max_examples else data), metric_spec(info)
 
 
 def quantize_folder(model: str, output_dir: str | None = None, config: QuantizationConfig | dict | None = None, *,
@@ -46,7 +49,7 @@ def quantize_folder(model: str, output_dir: str | None = None, config: Quantizat
     output_dir = output_dir or default_output_dir(model)
     if os.path.abspath(output_dir) == os.path.abspath(str(model)):
         raise BertliteError("--output-dir must differ from --model: the fp32 folder is the input.")
-    data = check_data(task, check_split, max_check_examples)  # fail on a bad task before the slow work
+    data, spec = check_data(task, check_split, max_check_examples)  # fail on a bad task before the slow work
     int8 = quantize_model(fp32, config)
     try:
         tokenizer = load_tokenizer(model)
@@ -57,7 +60,7 @@ def quantize_folder(model: str, output_dir: str | None = None, config: Quantizat
     report = None
     if tokenizer is not None:
         report = compare_with_fp32(fp32, int8, tokenizer, data, max_accuracy_drop=max_accuracy_drop,
-                                   min_label_agreement=min_label_agreement)
+                                   min_label_agreement=min_label_agreement, spec=spec)
     save_quantized(int8, output_dir, fp32_model=fp32 if keep_fp32_model else None)
     if tokenizer is not None:
         tokenizer.save_pretrained(output_dir)
