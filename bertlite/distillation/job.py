@@ -15,10 +15,11 @@ from ..record import CompressionConfig
 from .config import DistillationConfig
 from ..data import load_task, tokenize
 from ..errors import BertliteError
-from ..evaluation import accuracy, compare_latency, count_parameters, folder_size_mb
+from ..evaluation import compare_latency, count_parameters, folder_size_mb
+from ..metrics import evaluate_splits, metric_spec, trainer_compute_metrics
 from ..loading import display_name, load_config, load_model, load_tokenizer
 from .student import build_student, check_same_vocabulary, load_student, student_init
-from .teacher import accuracy_metric, finetuned_teacher, teacher_dir
+from .teacher import finetuned_teacher, read_marker, teacher_dir
 
 
 
@@ -166,11 +167,12 @@ def run_distillation(args, config: DistillationConfig, log=print) -> dict:
     from .trainer import DistillationTrainer
 
     record_job(output_dir, "task distillation", settings)
+    spec = metric_spec(info)
     config.output_dir = os.path.join(output_dir, CHECKPOINTS)
     card_callback = ModelCardCallback()  # hyperparameters and eval history for the model card
     trainer = DistillationTrainer(model=student, teacher_model=teacher, args=config, train_dataset=encoded["train"],
                                   eval_dataset=encoded["validation"], data_collator=DataCollatorWithPadding(tokenizer),
-                                  processing_class=tokenizer, compute_metrics=accuracy_metric, callbacks=[card_callback])
+                                  processing_class=tokenizer, compute_metrics=trainer_compute_metrics(spec), callbacks=[card_callback])
     try:
         run_training(trainer, fresh=args.fresh or not resumable, what="the distillation", log=log)
     finally:
@@ -193,17 +195,20 @@ def run_distillation(args, config: DistillationConfig, log=print) -> dict:
                "training_examples": {"labelled": len(dsd["train"]), "soft_targets_only": len(encoded["train"]) - len(dsd["train"])},
                "teacher": {"model": args.teacher_name, **describe_shape(anchor)},
                "student": describe_shape(student)}
-    log("Evaluating teacher and student on the test split...")
-    metrics["teacher"]["test_accuracy"] = accuracy(teacher, tokenizer, dsd["test"], max_length=args.max_length, desc="Teacher test")
+    log(f"Evaluating teacher and student on the test split ({', '.join(spec.metrics)})...")
+    metrics["teacher"].update(task_scores(teacher, tokenizer, dsd, spec, args.max_length, "Teacher"))
+    metrics["teacher"].update(teacher_fine_tune(teacher_path))
     if ensemble:
-        # The teacher's accuracy above is the ensemble's (what the student learned from); shape, size and latency
+        # The teacher's scores above are the ensemble's (what the student learned from); shape, size and latency
         # are one member's, the model a user would otherwise deploy.
-        metrics["teacher"]["ensemble"] = {
-            "members": ensemble,
-            "member_test_accuracy": [accuracy(m, tokenizer, dsd["test"], max_length=args.max_length, desc=f"Teacher {i + 1} test")
-                                     for i, m in enumerate(teacher.members)]}
-    metrics["student"]["test_accuracy"] = accuracy(student, tokenizer, dsd["test"], max_length=args.max_length, desc="Student test")
-    metrics["student"]["validation_accuracy"] = accuracy(student, tokenizer, dsd["validation"], max_length=args.max_length, desc="Student validation")
+        members = [task_scores(m, tokenizer, dsd, spec, args.max_length, f"Teacher {i + 1}")
+                   for i, m in enumerate(teacher.members)]
+        metrics["teacher"]["ensemble"] = {"members": ensemble, f"member_test_{spec.main}": [m[f"test_{spec.main}"] for m in members]}
+        if "test_accuracy" in members[0]:
+            metrics["teacher"]["ensemble"]["member_test_accuracy"] = [m["test_accuracy"] for m in members]
+    metrics["student"].update(task_scores(student, tokenizer, dsd, spec, args.max_length, "Student"))
+    metrics["student"].update(task_scores(student, tokenizer, dsd, spec, args.max_length, "Student", split="validation"))
+    metrics["main_metric"] = spec.main
     teacher_size = folder_size_mb(teacher_path) if os.path.isdir(teacher_path) else count_parameters(anchor) * 4 / 1e6
     metrics["teacher"]["size_mb"] = round(teacher_size, 2)
     if args.measure_latency:
@@ -214,7 +219,7 @@ def run_distillation(args, config: DistillationConfig, log=print) -> dict:
             metrics["student"][f"latency_ms_b{batch}"] = round(lat["student"], 2)
             metrics["student"][f"speedup_b{batch}"] = round(lat["teacher"] / lat["student"], 2)
         metrics["latency_setup"] = {"threads": torch.get_num_threads(), "seq_len": 128, "measured_by": "bertlite distill (evaluation.compare_latency)"}
-    metrics["student"]["accuracy_vs_teacher"] = round(metrics["student"]["test_accuracy"] / max(metrics["teacher"]["test_accuracy"], 1e-9), 4)
+    metrics["student"].update(relative_to_teacher(metrics, spec))
 
     def with_size(staged: str) -> dict:  # the size of the weights as written
         metrics["student"]["size_mb"] = round(folder_size_mb(staged), 2)
@@ -224,6 +229,37 @@ def run_distillation(args, config: DistillationConfig, log=print) -> dict:
     finish_job(output_dir)
     log(summary_table(metrics))
     return metrics
+
+
+def task_scores(model, tokenizer, dsd, spec, max_length: int, who: str, split: str | None = None) -> dict:
+    """`<split>_<metric>` for the task's metrics (on the splits it is reported on, or `split`); classification
+    tasks always include `<split>_accuracy`, the key existing readers of metrics.json use."""
+    splits = [split] if split else list(spec.eval_splits)
+    return evaluate_splits(model, tokenizer, dsd, spec.with_accuracy(), splits=splits, max_length=max_length,
+                           desc=f"{who} {splits[0]}")
+
+
+def teacher_fine_tune(teacher_path: str) -> dict:
+    """How a teacher fine-tuned by this job was chosen (epochs, kept epoch, its validation scores as
+    `validation_<metric>`), from its marker; {} for a teacher used as given."""
+    recorded = read_marker(teacher_path) if os.path.isdir(teacher_path) else {}
+    if not recorded.get("validation"):
+        return {}
+    return {**{f"validation_{m}": v for m, v in recorded["validation"].items()},
+            "fine_tune": {"epochs": recorded["settings"]["epochs"], "learning_rate": recorded["settings"]["learning_rate"],
+                          "selection_metric": recorded["selection_metric"], "chosen_epoch": recorded["chosen_epoch"],
+                          "validation": recorded["validation"], "validation_history": recorded["validation_history"]}}
+
+
+def relative_to_teacher(metrics: dict, spec) -> dict:
+    """The student's test score as a fraction of the teacher's: on the task's main metric, and on accuracy
+    (`accuracy_vs_teacher`, kept for existing readers) for classification tasks."""
+    out = {}
+    for metric in dict.fromkeys((spec.main, "accuracy")):
+        t, s = metrics["teacher"].get(f"test_{metric}"), metrics["student"].get(f"test_{metric}")
+        if t is not None and s is not None:
+            out[f"{metric}_vs_teacher"] = round(s / t, 4) if t > 1e-9 else None
+    return out
 
 
 def distillation_params(config: DistillationConfig) -> dict:
@@ -240,9 +276,16 @@ def summary_table(metrics: dict) -> str:
             ("layers x hidden", f"{t['layers']} x {t['hidden_size']}", f"{s['layers']} x {s['hidden_size']}"),
             ("parameters", f"{t['parameters'] / 1e6:.1f}M", f"{s['parameters'] / 1e6:.1f}M"),
             ("size (MB)", f"{t['size_mb']:.1f}", f"{s['size_mb']:.1f}"),
-            ("test accuracy", f"{t['test_accuracy']:.4f}", f"{s['test_accuracy']:.4f} ({100 * s['accuracy_vs_teacher']:.1f}% of teacher)")]
+            _quality_row(metrics)]
     if "latency_ms_b8" in s:
         rows.append(("latency b8x128 (ms)", f"{t['latency_ms_b8']:.0f}", f"{s['latency_ms_b8']:.0f} ({s['speedup_b8']:.2f}x faster)"))
         rows.append(("latency b1x128 (ms)", f"{t['latency_ms_b1']:.0f}", f"{s['latency_ms_b1']:.0f} ({s['speedup_b1']:.2f}x faster)"))
     width = max(len(r[0]) for r in rows)
     return "\n".join(f"{a:<{width}}  {b:<16} {c}" for a, b, c in rows)
+
+
+def _quality_row(metrics: dict) -> tuple[str, str, str]:
+    metric = metrics.get("main_metric", "accuracy")
+    t, s = metrics["teacher"][f"test_{metric}"], metrics["student"][f"test_{metric}"]
+    ratio = metrics["student"].get(f"{metric}_vs_teacher")
+    return (f"test {metric}", f"{t:.4f}", f"{s:.4f}" + (f" ({100 * ratio:.1f}% of teacher)" if ratio is not None else ""))

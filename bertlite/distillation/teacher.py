@@ -3,6 +3,7 @@ otherwise fine-tune it first and keep the result (re-runs reuse it)."""
 
 from __future__ import annotations
 
+import math
 import os
 
 import torch
@@ -12,6 +13,7 @@ from transformers.utils import logging
 from ..jobs import CHECKPOINTS, check_job, finish_job, read_job, record_job, run_training, save_model_folder
 from ..data import load_task, tokenize
 from ..errors import BertliteError
+from ..metrics import metric_spec, trainer_compute_metrics
 from ..loading import display_name, is_classifier, load_config, load_model, load_tokenizer, resolve_model_name
 
 logger = logging.get_logger("bertlite")
@@ -56,20 +58,22 @@ def finetuned_teacher(teacher: str, task: str, output_dir: str, *, epochs: float
         log(f"Teacher {name} already has a {info.num_labels}-label classification head: used as is.")
         return source
 
+    spec = metric_spec(info)
     settings = {"teacher": name, "task": task, "epochs": epochs, "learning_rate": learning_rate,
                 "batch_size": batch_size, "max_length": max_length, "seed": seed, "max_train_examples": max_train_examples,
-                "sampling": SAMPLING}
+                "sampling": SAMPLING, "selection": f"best validation {spec.main} of the epochs"}
     # The same re-run rules as every job (bertlite.jobs): a finished fine-tune with these settings is reused, an
     # interrupted one resumed, one with other settings is an error unless `fresh`.
     previous = read_job(output_dir) if os.path.isdir(output_dir) else None
     if (previous and previous.get("finished") and previous.get("settings") == settings
             and os.path.isfile(os.path.join(output_dir, "model.safetensors"))):
-        log(f"Reusing the fine-tuned teacher in {output_dir} (validation accuracy {previous.get('validation_accuracy') or float('nan'):.4f}).")
+        log(f"Reusing the fine-tuned teacher in {output_dir} ({_describe(previous)}).")
         return output_dir
     resumable = check_job(output_dir, settings, fresh=fresh)
 
     log(f"Teacher {name} has no trained head for {task}: fine-tuning it first "
-        f"({epochs:g} epochs, lr {learning_rate:g}, {len(dsd['train'])} examples) into {output_dir}.")
+        f"({epochs:g} epochs, lr {learning_rate:g}, {len(dsd['train'])} examples, the epoch with the best validation "
+        f"{spec.main} kept) into {output_dir}.")
     tokenizer = load_tokenizer(source, trust_remote_code=trust_remote_code)
     torch.manual_seed(seed)
     model = load_model(source, head="classifier", num_labels=info.num_labels, trust_remote_code=trust_remote_code)
@@ -79,30 +83,68 @@ def finetuned_teacher(teacher: str, task: str, output_dir: str, *, epochs: float
     encoded = tokenize(dsd, tokenizer, max_length)
     record_job(output_dir, "a teacher fine-tune", settings)
     checkpoints = os.path.join(output_dir, CHECKPOINTS)
+    # Scored on validation after every epoch; the best epoch by the task's main metric is loaded at the end.
+    # save_total_limit=1 still keeps the best checkpoint (Trainer protects it, and the newest one for resuming).
     args = TrainingArguments(
         output_dir=checkpoints, num_train_epochs=epochs, learning_rate=learning_rate, per_device_train_batch_size=batch_size,
         per_device_eval_batch_size=64, warmup_steps=0.1, weight_decay=0.01, eval_strategy="epoch", save_strategy="epoch",
-        save_total_limit=1, logging_steps=50, seed=seed, report_to="none", disable_tqdm=False,
+        save_total_limit=1, load_best_model_at_end=True, metric_for_best_model=spec.main,
+        greater_is_better=spec.greater_is_better, logging_steps=50, seed=seed, report_to="none", disable_tqdm=False,
         train_sampling_strategy=SAMPLING,
     )
     trainer = Trainer(model=model, args=args, train_dataset=encoded["train"], eval_dataset=encoded["validation"],
                       data_collator=DataCollatorWithPadding(tokenizer), processing_class=tokenizer,
-                      compute_metrics=accuracy_metric)
+                      compute_metrics=trainer_compute_metrics(spec))
     run_training(trainer, fresh=not resumable, what="the teacher fine-tune", log=log)
-    metrics = trainer.evaluate()
+    selection = chosen_epoch(trainer.state, spec)
     # safetensors only (Trainer.save_model adds a pickled training_args.bin); "finished" last.
     save_model_folder(output_dir, trainer.model, tokenizer)
-    finish_job(output_dir, validation_accuracy=metrics.get("eval_accuracy"))
-    log(f"Fine-tuned teacher: validation accuracy {metrics.get('eval_accuracy', float('nan')):.4f}.")
+    finish_job(output_dir, **selection)
+    log(f"Fine-tuned teacher: {_describe(selection)}.")
     return output_dir
 
 
-def accuracy_metric(eval_prediction) -> dict:
-    logits, labels = eval_prediction.predictions, eval_prediction.label_ids
-    if isinstance(logits, tuple):
-        logits = logits[0]
-    if logits.shape[-1] == 1:
-        import numpy as np
+def chosen_epoch(state, spec) -> dict:
+    """What the fine-tune kept, from Trainer's state: the selection metric, the chosen epoch and step, its
+    validation scores, and every epoch's validation scores (`validation_history`)."""
+    key = f"eval_{spec.main}"
+    history = [{"epoch": round(e["epoch"], 4), "step": e["step"],
+                **{m: _finite(e[f"eval_{m}"]) for m in spec.metrics if f"eval_{m}" in e}}
+               for e in state.log_history if key in e]
+    if not history:
+        raise BertliteError("The teacher fine-tune was never evaluated on validation: no epoch finished. "
+                            "Train for at least one epoch (--teacher_epochs).")
+    best_step = _checkpoint_step(state.best_model_checkpoint)
+    chosen = next((h for h in history if h["step"] == best_step), None)
+    if chosen is None:  # no checkpoint recorded (e.g. every score NaN): Trainer kept the last weights
+        chosen = history[-1]
+    return {"selection_metric": spec.main, "chosen_epoch": chosen["epoch"], "chosen_step": chosen["step"],
+            "validation": {m: v for m, v in chosen.items() if m not in ("epoch", "step")},
+            "validation_history": history}
 
-        return {"pearson": float(np.corrcoef(logits[:, 0], labels)[0, 1])}
-    return {"accuracy": float((logits.argmax(-1) == labels).mean())}
+
+def _finite(value):
+    """None for an undefined score (trainer_compute_metrics ranks it last as -inf), so the marker is plain JSON."""
+    return value if isinstance(value, (int, float)) and math.isfinite(value) else None
+
+
+def _checkpoint_step(path) -> int | None:
+    if not path:
+        return None
+    tail = os.path.basename(os.path.normpath(path))
+    return int(tail.rsplit("-", 1)[1]) if tail.rsplit("-", 1)[-1].isdigit() else None
+
+
+def read_marker(folder: str) -> dict:
+    """The record of a teacher fine-tuned by bertlite in `folder` ({} when it was not): settings, chosen epoch and
+    validation scores (see `chosen_epoch`), kept in the folder's job record (bertlite.jobs)."""
+    job = read_job(folder) or {}
+    return job if job.get("finished") else {}
+
+
+def _describe(recorded: dict) -> str:
+    metric = recorded.get("selection_metric")
+    value = (recorded.get("validation") or {}).get(metric)
+    if value is None:
+        return "no validation score recorded"
+    return f"epoch {recorded.get('chosen_epoch'):g} kept, validation {metric} {value:.4f}"

@@ -146,6 +146,14 @@ def _metric_rows(metrics: CardMetrics) -> tuple[list[dict], list[str]]:
                      f"were averaged{each}; its shape, parameters, size and latency are one member's.")
     if metrics.quality_keys and not metrics.seeds:
         notes.append("Quality metrics come from a single training run: no spread over seeds was recorded.")
+    if (chosen := teacher.fine_tune).get("chosen_epoch") is not None:
+        metric = chosen.get("selection_metric", "accuracy")
+        value = (chosen.get("validation") or {}).get(metric)
+        epochs = chosen.get("epochs")
+        span = f" for {epochs:g} epochs" if isinstance(epochs, (int, float)) else ""
+        notes.append(f"The teacher was fine-tuned by bertlite{span}, scored on the validation split "
+                     f"after each, and the epoch with the best validation {metric_label(metric).lower()} was kept: epoch "
+                     f"{chosen['chosen_epoch']:g}" + (f" ({value:.4f})." if isinstance(value, (int, float)) else "."))
     return rows, notes
 
 

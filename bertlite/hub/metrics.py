@@ -31,21 +31,31 @@ import re
 from dataclasses import dataclass, field
 
 from ..errors import BertliteError
+from ..metrics import DISPLAY_NAMES
 
 from ..record import METRICS_FILE, redact_secrets, write_json
 SIDES = ("teacher", "student")
-SPLITS = ("test", "validation", "eval", "train")  # display order
-QUALITY_METRICS = ("accuracy", "f1", "precision", "recall", "matthews_correlation", "pearson", "spearmanr",
+SPLITS = ("test", "test_mismatched", "validation", "eval", "train")  # display order (mnli: test_mismatched)
+# Metric names are the Hub's model-index types, as bertlite.metrics names them; older files' names are translated.
+QUALITY_METRICS = ("accuracy", "f1", "precision", "recall", "matthews_correlation", "pearsonr", "spearmanr",
                    "exact_match", "mse", "mae")
+ALIASES = {"pearson": "pearsonr", "spearman": "spearmanr", "mcc": "matthews_correlation"}
 SHAPE_FIELDS = ("layers", "hidden_size", "intermediate_size", "attention_heads")
-LABELS = {"accuracy": "Accuracy", "f1": "F1", "matthews_correlation": "Matthews correlation",
-          "pearson": "Pearson correlation", "spearmanr": "Spearman correlation", "exact_match": "Exact match",
-          "mse": "MSE", "mae": "MAE"}
+LABELS = {**DISPLAY_NAMES, "exact_match": "Exact match", "mse": "MSE", "mae": "MAE"}
 _BATCHED = re.compile(r"^(latency_ms|speedup)_b(\d+)$")
 
 
 def _is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _split_and_metric(name: str) -> tuple[str | None, str]:
+    """("test_mismatched", "accuracy") for "test_mismatched_accuracy"; (None, name) when no split prefixes it."""
+    for split in sorted(SPLITS, key=len, reverse=True):
+        if name.startswith(split + "_") and len(name) > len(split) + 1:
+            metric = name[len(split) + 1:]
+            return split, ALIASES.get(metric, metric)
+    return None, name
 
 
 def metric_label(metric: str) -> str:
@@ -64,6 +74,7 @@ class ModelMetrics:
     speedup: dict = field(default_factory=dict)  # batch size (or None) -> x
     shape: dict = field(default_factory=dict)
     ensemble: dict = field(default_factory=dict)  # a teacher ensemble's members and their own test accuracy
+    fine_tune: dict = field(default_factory=dict)  # a teacher fine-tuned by bertlite: epochs, chosen epoch, metric
 
     @classmethod
     def parse(cls, values: dict, eval_split: str | None, batch: int | None) -> "ModelMetrics":
@@ -73,6 +84,9 @@ class ModelMetrics:
                 alone = value.get("member_test_accuracy") or []
                 out.ensemble = {"members": list(value.get("members") or []),
                                 "member_test_accuracy": alone if all(_is_number(a) for a in alone) else []}
+                continue
+            if key == "fine_tune" and isinstance(value, dict):  # how a teacher fine-tuned by bertlite was chosen
+                out.fine_tune = dict(value)
                 continue
             if not _is_number(value):
                 continue
@@ -89,11 +103,11 @@ class ModelMetrics:
             else:
                 is_std = key.endswith("_std")
                 name = key[:-4] if is_std else key
-                split, _, metric = name.partition("_")
-                if split in SPLITS and metric:
+                split, metric = _split_and_metric(name)
+                if split:
                     target = (metric, split)
-                elif name in QUALITY_METRICS:
-                    target = (name, eval_split)
+                elif ALIASES.get(name, name) in QUALITY_METRICS:
+                    target = (ALIASES.get(name, name), eval_split)
                 else:
                     continue  # derived or unknown numbers (e.g. accuracy_vs_teacher) are not reported
                 (out.quality_std if is_std else out.quality)[target] = value

@@ -15,6 +15,7 @@ import torch
 
 from ..errors import BertliteError
 from ..evaluation import predict
+from ..metrics import ACCURACY_ONLY, compute_metrics, generic_spec
 from .convert import RECORD_ATTR, quantize_model
 
 # Used when no task data is given: varied lengths and topics, a few negations and a sentence pair-like text.
@@ -56,7 +57,10 @@ class QuantizationReport:
     label_agreement: float | None  # argmax agreement (classification heads only)
     fp32_accuracy: float | None = None
     int8_accuracy: float | None = None
-    accuracy_drop_points: float | None = None  # (fp32 - int8) accuracy in percentage points
+    accuracy_drop_points: float | None = None  # (fp32 - int8) of the task's main metric, in percentage points
+    metric: str | None = None  # the task's main metric (bertlite.metrics), when labels exist
+    fp32_metrics: dict = field(default_factory=dict)  # the task's metrics of each model, when labels exist
+    int8_metrics: dict = field(default_factory=dict)
     worst_layers: list[LayerError] = field(default_factory=list)
     layer_errors_note: str = ""
     problems: list[str] = field(default_factory=list)
@@ -73,8 +77,9 @@ class QuantizationReport:
                  f"mean {self.mean_abs_logit_diff:.4f}"]
         if self.label_agreement is not None:
             lines.append(f"label agreement {100 * self.label_agreement:.2f}%")
-        if self.int8_accuracy is not None:
-            lines.append(f"accuracy fp32 {100 * self.fp32_accuracy:.2f}% -> int8 {100 * self.int8_accuracy:.2f}% "
+        if self.metric is not None:
+            fp32, int8 = self.fp32_metrics[self.metric], self.int8_metrics[self.metric]
+            lines.append(f"{self.metric} fp32 {100 * fp32:.2f} -> int8 {100 * int8:.2f} "
                          f"(drop {self.accuracy_drop_points:+.2f} pt)")
         if self.worst_layers:
             worst = ", ".join(f"{e.name} ({100 * e.relative_error:.2f}%)" for e in self.worst_layers[:3])
@@ -146,13 +151,27 @@ def layer_errors(fp32_model, int8_model, tokenizer, dataset, max_examples: int =
     return sorted(errors, key=lambda e: e.relative_error, reverse=True)
 
 
+def _score(report: QuantizationReport, spec, fp32_logits, int8_logits, labels) -> None:
+    """Both models' task metrics; the drop of the main metric in points (fp32_/int8_accuracy kept for
+    classification, the names earlier reports used)."""
+    report.metric = spec.main
+    report.fp32_metrics = compute_metrics(spec, fp32_logits, labels)
+    report.int8_metrics = compute_metrics(spec, int8_logits, labels)
+    report.accuracy_drop_points = 100 * (report.fp32_metrics[spec.main] - report.int8_metrics[spec.main])
+    if not spec.is_regression:
+        accuracy = compute_metrics(ACCURACY_ONLY, fp32_logits, labels), compute_metrics(ACCURACY_ONLY, int8_logits, labels)
+        report.fp32_accuracy, report.int8_accuracy = accuracy[0]["accuracy"], accuracy[1]["accuracy"]
+
+
 def compare_with_fp32(fp32_model, int8_model, tokenizer, data=None, *, batch_size: int = 32, max_length: int = 128,
                       max_accuracy_drop: float = 0.5, min_label_agreement: float = 0.99, top_layers: int = 5,
-                      layer_examples: int = 64, warn: bool = True) -> QuantizationReport:
+                      layer_examples: int = 64, warn: bool = True, spec=None) -> QuantizationReport:
     """Compare an int8 model with its fp32 original.
 
     data: a `datasets.Dataset` with a `text` (and optional `text_pair`, `label`) column, a list of strings, or
-    None for built-in sample sentences. max_accuracy_drop is in percentage points. With `warn`, a
+    None for built-in sample sentences. With labels, both models are scored by the task's metrics (`spec`, a
+    bertlite.metrics.MetricSpec; default: accuracy and macro-F1, or Pearson/Spearman for a single-output regression
+    head), and max_accuracy_drop (percentage points) applies to the main metric. With `warn`, a
     QuantizationAccuracyWarning names the layers with the largest error when a threshold is passed.
     """
     dataset = _as_dataset(data)
@@ -165,11 +184,9 @@ def compare_with_fp32(fp32_model, int8_model, tokenizer, data=None, *, batch_siz
         num_examples=len(dataset), max_abs_logit_diff=float(diff.max()), mean_abs_logit_diff=float(diff.mean()),
         label_agreement=float((fp32_logits.argmax(-1) == int8_logits.argmax(-1)).float().mean()) if is_classifier else None,
     )
-    if is_classifier and "label" in dataset.column_names:
-        labels = torch.tensor(dataset["label"])
-        report.fp32_accuracy = float((fp32_logits.argmax(-1) == labels).float().mean())
-        report.int8_accuracy = float((int8_logits.argmax(-1) == labels).float().mean())
-        report.accuracy_drop_points = 100 * (report.fp32_accuracy - report.int8_accuracy)
+    is_regression = _is_sequence_classifier(fp32_model) and fp32_logits.shape[-1] == 1
+    if (is_classifier or is_regression) and "label" in dataset.column_names:
+        _score(report, spec or generic_spec("check", is_regression), fp32_logits, int8_logits, dataset["label"])
 
     record = getattr(int8_model, RECORD_ATTR, None) or getattr(_unwrap(int8_model), RECORD_ATTR, None)
     if record is not None:
@@ -189,7 +206,7 @@ def compare_with_fp32(fp32_model, int8_model, tokenizer, data=None, *, batch_siz
             report.worst_layers = layer_errors(fp32_model, probe, tokenizer, dataset, layer_examples, max_length)[:top_layers]
 
     if report.accuracy_drop_points is not None and report.accuracy_drop_points > max_accuracy_drop:
-        report.problems.append(f"accuracy dropped by {report.accuracy_drop_points:.2f} points (threshold {max_accuracy_drop}).")
+        report.problems.append(f"{report.metric} dropped by {report.accuracy_drop_points:.2f} points (threshold {max_accuracy_drop}).")
     if report.label_agreement is not None and report.label_agreement < min_label_agreement:
         report.problems.append(f"int8 and fp32 agree on only {100 * report.label_agreement:.2f}% of labels "
                                f"(threshold {100 * min_label_agreement:.1f}%).")

@@ -42,16 +42,19 @@ def export_onnx_int8(fp32, int8, config: QuantizationConfig, tokenizer, folder: 
 
 
 def check_data(task: str | None, split: str = "test", max_examples: int | None = None):
-    """The dataset the fp32/int8 comparison runs on: a task split, or None for the built-in sample sentences."""
+    """The dataset the fp32/int8 comparison runs on and the task's MetricSpec: a task split, or (None, None) for
+    the built-in sample sentences."""
     if not task:
-        return None
+        return None, None
     from ..data import load_task
 
-    dsd, _ = load_task(task)
+    from ..metrics import metric_spec
+
+    dsd, info = load_task(task)
     if split not in dsd:
         raise BertliteError(f"Task {task!r} has no {split!r} split; it has {', '.join(dsd)}.")
     data = dsd[split]
-    return data.select(range(min(max_examples, len(data)))) if max_examples else data
+    return (data.select(range(min(max_examples, len(data)))) if max_examples else data), metric_spec(info)
 
 
 def quantize_folder(model: str, output_dir: str | None = None, config: QuantizationConfig | dict | None = None, *,
@@ -76,7 +79,7 @@ def quantize_folder(model: str, output_dir: str | None = None, config: Quantizat
         raise BertliteError("--output_dir must differ from --model: the fp32 folder is the input.")
     prepare_output_dir(output_dir, create=False)  # a file or a read-only place fails now, not after the work
     fp32 = load_fp32_model(model)
-    data = check_data(task, check_split, max_check_examples)  # fail on a bad task before the slow work
+    data, spec = check_data(task, check_split, max_check_examples)  # fail on a bad task before the slow work
     int8 = quantize_model(fp32, config)
     try:
         tokenizer = load_tokenizer(model)
@@ -87,7 +90,7 @@ def quantize_folder(model: str, output_dir: str | None = None, config: Quantizat
     report = None
     if tokenizer is not None:
         report = compare_with_fp32(fp32, int8, tokenizer, data, max_accuracy_drop=max_accuracy_drop,
-                                   min_label_agreement=min_label_agreement)
+                                   min_label_agreement=min_label_agreement, spec=spec)
 
     source = resolve_model_name(model)
     history = CompressionConfig.load_or_new(source if os.path.isdir(source) else None, base_model=display_name(model))
@@ -104,7 +107,8 @@ def quantize_folder(model: str, output_dir: str | None = None, config: Quantizat
                  "int8_mb": round(folder_size_mb(staged), 2)}
         history.metrics["quantization"] = {**sizes, **(report.to_dict() if report else {})}
         if report is not None and task and not max_check_examples:  # the whole split: the card's column
-            history.measured(**{f"{check_split}_accuracy": report.int8_accuracy})
+            history.measured(**{f"{check_split}_accuracy": report.int8_accuracy,
+                                **{f"{check_split}_{metric}": value for metric, value in report.int8_metrics.items()}})
         if export == "onnx":
             onnx_report = export_onnx_int8(fp32, int8, config, tokenizer, os.path.join(staged, ONNX_EXPORT_DIR), data,
                                            max_accuracy_drop=max_accuracy_drop, min_label_agreement=min_label_agreement)

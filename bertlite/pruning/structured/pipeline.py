@@ -10,6 +10,7 @@ import torch
 from ...errors import BertliteError
 from ...evaluation import count_parameters
 from .. import defaults, recovery
+from ..scoring import StageScores, final_scores
 from .api import check_feasible, prune
 from .gates import layer_shapes
 from .surgery import describe_shapes
@@ -28,7 +29,6 @@ def run_structured(args) -> str:
     from transformers import set_seed
 
     from ...data import load_task, tokenize
-    from ...evaluation import accuracy
     from ...loading import display_name, load_model, load_tokenizer, resolve_model_name
     from ...loading import default_output_dir
     from ...record import CompressionConfig
@@ -39,22 +39,13 @@ def run_structured(args) -> str:
     output_dir = prepare_output_dir(args.output_dir or default_output_dir(args.model, "pruned"), create=False)
     importance_examples = args.importance_examples or defaults.IMPORTANCE_EXAMPLES
     dsd, info = load_task(args.task, max_train_examples=args.max_train_examples, max_eval_examples=args.max_eval_examples)
-    if info.is_regression:
-        raise BertliteError(f"Task {info.name!r} is a regression task; `bertlite prune` handles classification tasks.")
     tokenizer = load_tokenizer(args.model, trust_remote_code=args.trust_remote_code)
     model = load_model(args.model, head="classifier", num_labels=info.num_labels, require_head=True,
                        trust_remote_code=args.trust_remote_code)
     check_feasible(model, heads=args.heads, ffn=args.ffn, scope=args.scope, min_heads_per_layer=args.min_heads_per_layer,
                    min_ffn_per_layer=args.min_ffn_per_layer)
     tokenized = tokenize(dsd, tokenizer, args.max_length)
-    metrics = {"split": "test", "examples": len(dsd["test"])}
-
-    def evaluate(m, label: str):
-        if args.evaluate:
-            metrics[f"accuracy_{label}"] = round(accuracy(m, tokenizer, dsd["test"], batch_size=args.batch_size,
-                                                          max_length=args.max_length, desc=f"Accuracy ({label})"), 4)
-            print(f"test accuracy {label}: {metrics[f'accuracy_{label}']:.4f}")
-
+    evaluate = StageScores(args.evaluate, tokenizer, dsd, info, batch_size=args.batch_size, max_length=args.max_length)
     evaluate(model, "before")
     before_shapes, params_before = layer_shapes(model), count_parameters(model)
     recovery_dir = os.path.join(output_dir, "recovery")
@@ -94,9 +85,9 @@ def run_structured(args) -> str:
     if training:
         purpose = "pruning while distilling (gradual)" if args.schedule == "gradual" else "recovery after structured pruning"
         record.add_step("distillation", purpose=purpose, **training)
-    record.metrics["structured_pruning"] = {**metrics, "parameters_before": params_before, "parameters_after": params_after}
+    record.metrics["structured_pruning"] = {**evaluate.values, "parameters_before": params_before, "parameters_after": params_after}
     if not args.max_eval_examples:  # on the whole test split, as the teacher's figure: the card's column
-        record.measured(test_accuracy=metrics.get("accuracy_recovered", metrics.get("accuracy_pruned")))
+        record.measured(**final_scores(evaluate.values))
     save_model_folder(output_dir, pruned, tokenizer, record)  # atomic: never half a pruned model
 
     print(describe_shapes(before_shapes, after_shapes))

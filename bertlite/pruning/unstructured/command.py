@@ -15,6 +15,7 @@ from ...loading import display_name, load_tokenizer, resolve_model_name
 from ...record import CompressionConfig
 from .. import defaults
 from ..recovery import task_train_fn
+from ..scoring import StageScores, final_scores
 from .api import DEFAULT_ITERATIONS, prune_weights, remove_masks, validate
 from .loading import fisher_batches, load_model
 from .lottery import snapshot
@@ -74,10 +75,8 @@ def run(args) -> int:
     tokenizer = load_tokenizer(args.model, trust_remote_code=remote)
     dsd, info = load_task(task, max_train_examples=args.max_train_examples,
                           max_eval_examples=args.max_eval_examples) if task else (None, None)
-    if info is not None and info.is_regression:
-        raise BertliteError(f"Task {info.name!r} is a regression task; weight pruning here handles classification tasks.")
     model = load_model(args.model, info.num_labels if info else None, remote)
-    metrics = _Evaluator(args, tokenizer, dsd)
+    metrics = StageScores(args.evaluate, tokenizer, dsd, info, batch_size=args.batch_size, max_length=args.max_length)
     metrics(model, "before")
     train_fn = _train_fn(args, tokenizer, dsd["train"]) if task else None
     rewind_state = None
@@ -103,25 +102,6 @@ def run(args) -> int:
         metrics(model, "recovered")
     _save(model, tokenizer, report, args, iterations, rewind_step, recovery, metrics.values, info)
     return 0
-
-
-class _Evaluator:
-    """Test accuracy at each stage, when the command evaluates (the same keys structured pruning records)."""
-
-    def __init__(self, args, tokenizer, dsd):
-        self.enabled = bool(args.evaluate) and dsd is not None
-        self.args, self.tokenizer, self.dsd = args, tokenizer, dsd
-        self.values = {"split": "test", "examples": len(dsd["test"])} if self.enabled else {}
-
-    def __call__(self, model, label: str) -> None:
-        if not self.enabled:
-            return
-        from ...evaluation import accuracy
-
-        value = accuracy(model, self.tokenizer, self.dsd["test"], batch_size=self.args.batch_size,
-                         max_length=self.args.max_length, desc=f"Accuracy ({label})")
-        self.values[f"accuracy_{label}"] = round(value, 4)
-        print(f"test accuracy {label}: {value:.4f}")
 
 
 def _recover(model, args, tokenizer, train_dataset) -> dict:
@@ -161,6 +141,6 @@ def _save(model, tokenizer, report, args, iterations, rewind_step, recovery, met
         record.add_step("distillation", **recovery)
     record.metrics["weight_pruning"] = {**metrics, "sparsity": report.sparsity, "model_sparsity": report.model_sparsity}
     if not args.max_eval_examples:  # on the whole test split, as the teacher's figure: the card's column
-        record.measured(test_accuracy=metrics.get("accuracy_recovered", metrics.get("accuracy_pruned")))
+        record.measured(**final_scores(metrics))
     save_model_folder(out, model, tokenizer, record, write=report.save)  # atomic: never half a pruned model
     print(f"Saved the pruned model, tokenizer, {REPORT_NAME} and compression_config.json to {out}")
