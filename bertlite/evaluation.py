@@ -59,7 +59,8 @@ def measure_latency(model, batch_size: int = 8, seq_len: int = 128, warmup: int 
     model.eval()
     vocab = vocab_size or getattr(getattr(model, "config", None), "vocab_size", 30522)
     generator = torch.Generator().manual_seed(0)
-    ids = torch.randint(1000, vocab, (batch_size, seq_len), generator=generator)
+    # Ids above the special tokens; a vocabulary-pruned model may have fewer than 1000 rows.
+    ids = torch.randint(min(1000, vocab // 2), vocab, (batch_size, seq_len), generator=generator)
     mask = torch.ones_like(ids)
     for _ in range(warmup):
         model(input_ids=ids, attention_mask=mask)

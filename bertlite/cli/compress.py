@@ -1,0 +1,329 @@
+"""`bertlite compress`: one command from a teacher to a small, fast model folder, stage by stage.
+
+The recipe (bertlite.compress.recipe) lists the stages and their options, which are the stage commands' own
+(`bertlite distill`, `augment`, `prune`, `quantize`): this module turns each section into those commands' argument
+dataclasses and each stage into a call of the function the command runs. The runner (bertlite.compress.stages)
+skips stages already done with the same settings.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+
+from ..compress.recipe import DEFAULT_RECIPE, STAGE_ORDER, load_recipe
+from ..compress.stages import FINAL_DIR, Stage, last_model_stage, run_stages, write_final
+from ..errors import BertliteError
+from ..loading import DEFAULT_TEACHER, display_name, resolve_model_name
+from .augment import AugmentArguments
+from .distill import DistillArguments, DistillTrainingArguments, GeneralArguments
+from .prune import PruneArguments
+from .push import PushOptions
+from .quantize import QuantizeArguments
+
+HELP = "Teacher in, deployable model out: fine-tune, distil, prune, prune the vocabulary, quantize, report, push (a recipe of stages)."
+
+TITLES = {"teacher_finetune": "teacher fine-tune", "general_distillation": "general distillation",
+          "augmentation": "augmentation", "distillation": "task distillation",
+          "structured_pruning": "structured pruning", "vocabulary_pruning": "vocabulary pruning",
+          "quantization": "int8 quantization", "evaluation": "evaluation of every stage"}
+# Options of the stage commands that the pipeline sets itself (from the top level or the stage before).
+PIPELINE_SET = {"teacher", "task", "student", "augmented", "output_dir", "model", "general", "teacher_task",
+                "overwrite", "split", "vocabulary", "vocabulary_min_count", "method", "fresh",
+                "push_to_hub", "hub_token", "hub_model_id"}
+FINETUNE_OPTIONS = ("epochs", "learning_rate", "batch_size", "max_length", "seed")
+VOCABULARY_OPTIONS = ("min_count",)
+EVALUATION_OPTIONS = ("latency", "compile", "max_length")
+TRAINING_DEFAULTS = {"report_to": "none"}
+
+
+@dataclass
+class CompressArguments:
+    teacher: str | None = field(default=None, metadata={"help": f"Teacher: folder, Hub id or alias (default: the recipe's, else {DEFAULT_TEACHER!r}, the packaged MiniLM)."})
+    task: str | None = field(default=None, metadata={"help": "Task (default: the recipe's, else rotten_tomatoes): an offline task, a GLUE task, a Hub dataset id or a local .csv/.json file."})
+    recipe: str = field(default=DEFAULT_RECIPE, metadata={"help": "Recipe: a name from recipes/compress/ (default, tinybert4, distilbert6, prune-only, quantize-only) or a YAML file."})
+    output_dir: str = field(default="bertlite-compressed", metadata={"help": "Run folder: stages/NN-name/ per stage, final/ the model to deploy."})
+    max_train_examples: int | None = field(default=None, metadata={"help": "Use at most this many training examples in every stage (quick runs)."})
+    max_eval_examples: int | None = field(default=None, metadata={"help": "Use at most this many validation/test examples in every stage (quick runs)."})
+
+    def __post_init__(self):
+        for name in ("max_train_examples", "max_eval_examples"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise BertliteError(f"--{name} must be >= 1.")
+
+
+DATACLASSES = (CompressArguments, PushOptions)
+
+
+# ----- recipe sections -> the stage commands' dataclasses ---------------------------------------------------------
+def _names(*classes) -> set[str]:
+    return {f.name for cls in classes for f in fields(cls) if f.init}
+
+
+STAGE_OPTIONS = {
+    "teacher_finetune": set(FINETUNE_OPTIONS),
+    "general_distillation": _names(DistillArguments, GeneralArguments, DistillTrainingArguments) - PIPELINE_SET,
+    "augmentation": _names(AugmentArguments) - PIPELINE_SET,
+    "distillation": _names(DistillArguments, DistillTrainingArguments) - PIPELINE_SET,
+    "structured_pruning": _names(PruneArguments) - PIPELINE_SET,
+    "vocabulary_pruning": set(VOCABULARY_OPTIONS),
+    "quantization": _names(QuantizeArguments) - PIPELINE_SET,
+    "evaluation": set(EVALUATION_OPTIONS),
+}
+
+
+def check_recipe(path: str, recipe: dict) -> None:
+    for stage in STAGE_ORDER:
+        unknown = sorted(set(recipe.get(stage) or {}) - STAGE_OPTIONS[stage])
+        if unknown:
+            raise BertliteError(f"Unknown option(s) {', '.join(unknown)} in stage {stage!r} of the recipe {path}: "
+                                f"it takes the options of its command (see `bertlite compress --help` and the stage's command).")
+
+
+def _coerce(value, kind):
+    """YAML reads 1e-4 as a string: give numbers written that way to number fields as numbers."""
+    if isinstance(value, str):
+        text = str(kind)
+        for number in ((int, float) if "int" in text and "float" not in text else (float,) if "float" in text else ()):
+            try:
+                return number(value)
+            except ValueError:
+                pass
+    return value
+
+
+def build(stage: str, classes, values: dict):
+    """Instantiate each dataclass of `classes` with its share of `values`; a bad value is one line naming the stage."""
+    out = []
+    for cls in classes:
+        kinds = {f.name: f.type for f in fields(cls) if f.init}
+        mine = {k: _coerce(v, kinds[k]) for k, v in values.items() if k in kinds}
+        try:
+            out.append(cls(**mine))
+        except BertliteError as err:
+            raise BertliteError(f"stage {stage}: {err}") from err
+        except (TypeError, ValueError) as err:
+            raise BertliteError(f"stage {stage}: {str(err).splitlines()[0]}") from err
+    return out
+
+
+def _training(values: dict) -> dict:
+    return {**TRAINING_DEFAULTS, **values}
+
+
+@dataclass
+class Plan:
+    stages: list[Stage]
+    teacher_path: str
+    task: str
+    output_dir: str
+    evaluate: bool
+
+
+def plan(args: CompressArguments) -> Plan:
+    """The stages of the run, checked (options, values) before anything trains."""
+    from ..data import load_task
+    from ..distillation.teacher import has_task_head
+
+    path, recipe = load_recipe(args.recipe)
+    check_recipe(path, recipe)
+    teacher = args.teacher or recipe.get("teacher") or DEFAULT_TEACHER
+    task = args.task or recipe.get("task") or "rotten_tomatoes"
+    limits = {"max_train_examples": args.max_train_examples or recipe.get("max_train_examples"),
+              "max_eval_examples": args.max_eval_examples or recipe.get("max_eval_examples")}
+    _, info = load_task(task, max_train_examples=1, max_eval_examples=1)
+    out = args.output_dir
+    stages: list[Stage] = []
+    common = {"teacher": teacher, "task": task, **limits}
+
+    def section(name):
+        return {**limits, **recipe[name]} if name in recipe else None
+
+    # The teacher: fine-tuned first when it has no head for the task.
+    teacher_source = resolve_model_name(teacher)
+    finetune = has_task_head(teacher_source, info.num_labels) is False
+    teacher_name = display_name(teacher)
+
+    def teacher_folder(inputs):
+        return inputs.get("teacher_finetune", teacher_source)
+
+    if finetune:
+        opts = {k: v for k, v in (recipe.get("teacher_finetune") or {}).items()}
+        teacher_name = f"{display_name(teacher)} fine-tuned on {info.name}"
+
+        def run_finetune(folder, inputs, opts=opts):
+            from ..distillation.teacher import finetuned_teacher
+
+            finetuned_teacher(teacher_source, task, folder, name=display_name(teacher),
+                              max_train_examples=limits["max_train_examples"], **opts)
+
+        stages.append(Stage("teacher_finetune", TITLES["teacher_finetune"], {**common, **opts}, run_finetune))
+    elif "teacher_finetune" in recipe:
+        print(f"The teacher {teacher_name} already has a {info.num_labels}-label head for {info.name}: no fine-tune stage.")
+
+    state_model_key = [None]  # the key of the latest stage that makes a model, as the stages are laid out
+
+    if (values := section("general_distillation")) is not None:
+        build("general_distillation", (DistillArguments, GeneralArguments, DistillTrainingArguments),
+              {**values, "teacher": teacher, "output_dir": os.path.join(out, "check"), **_training(values)})
+
+        def run_general(folder, inputs, values=values):
+            from ..distillation.general import run_general_distillation
+
+            d, g, t = build("general_distillation", (DistillArguments, GeneralArguments, DistillTrainingArguments),
+                            {**values, "teacher": teacher_folder(inputs), "general": True, "output_dir": folder,
+                             **_training(values)})
+            d.teacher_name = teacher_name
+            run_general_distillation(d, g, t)
+
+        stages.append(Stage("general_distillation", TITLES["general_distillation"], {**common, **values}, run_general,
+                            makes_model=False))
+    if (values := section("augmentation")) is not None:
+        values = dict(values)
+        limit = values.pop("max_train_examples", None)
+        values.pop("max_eval_examples", None)
+        if limit and "max_examples" not in values:
+            values["max_examples"] = limit
+        build("augmentation", (AugmentArguments,), {**values, "task": task})
+
+        def run_augment(folder, inputs, values=values):
+            from ..augmentation.job import run_augmentation
+
+            (a,) = build("augmentation", (AugmentArguments,), {**values, "task": task, "teacher": teacher_folder(inputs),
+                                                               "output_dir": folder, "overwrite": True})
+            run_augmentation(a)
+
+        stages.append(Stage("augmentation", TITLES["augmentation"], {**common, **values}, run_augment, makes_model=False))
+    if (values := section("distillation")) is not None:
+        build("distillation", (DistillArguments, DistillTrainingArguments),
+              {**values, "teacher": teacher, "task": task, "output_dir": os.path.join(out, "check"), **_training(values)})
+
+        def run_distill(folder, inputs, values=values):
+            from ..distillation.job import run_distillation
+
+            extra = {"student": inputs["general_distillation"]} if "general_distillation" in inputs else {}
+            if "augmentation" in inputs:
+                extra["augmented"] = inputs["augmentation"]
+            d, t = build("distillation", (DistillArguments, DistillTrainingArguments),
+                         {**values, **extra, "teacher": teacher_folder(inputs), "task": task, "output_dir": folder,
+                          **_training(values)})
+            d.teacher_name = teacher_name
+            run_distillation(d, t)
+
+        stages.append(Stage("distillation", TITLES["distillation"], {**common, **values}, run_distill))
+        state_model_key[0] = "distillation"
+    if (values := section("structured_pruning")) is not None:
+        (checked,) = build("structured_pruning", (PruneArguments,), {**values, "model": teacher_source, "task": task})
+        if not checked.is_structured:
+            raise BertliteError(f"Stage structured_pruning of the recipe {path} needs heads and/or ffn (fractions or counts).")
+        source_key = state_model_key[0]
+
+        def run_prune(folder, inputs, values=values, source_key=source_key):
+            from ..pruning.structured.pipeline import run_structured
+
+            source = inputs[source_key] if source_key else teacher_folder(inputs)
+            (p,) = build("structured_pruning", (PruneArguments,), {**values, "model": source, "task": task, "output_dir": folder})
+            run_structured(p)
+
+        stages.append(Stage("structured_pruning", TITLES["structured_pruning"], {**common, **values}, run_prune))
+        state_model_key[0] = "structured_pruning"
+    if (values := section("vocabulary_pruning")) is not None:
+        opts = {k: v for k, v in values.items() if k in VOCABULARY_OPTIONS}
+        source_key = state_model_key[0]
+
+        def run_vocabulary(folder, inputs, opts=opts, source_key=source_key):
+            from ..pruning.vocabulary import prune_task_vocabulary
+
+            source = inputs[source_key] if source_key else teacher_folder(inputs)
+            prune_task_vocabulary(source, folder, task, min_count=int(opts.get("min_count", 1)))
+
+        stages.append(Stage("vocabulary_pruning", TITLES["vocabulary_pruning"], {**common, **opts}, run_vocabulary))
+        state_model_key[0] = "vocabulary_pruning"
+    if (values := section("quantization")) is not None:
+        values = dict(values)
+        values.pop("max_train_examples", None)
+        check_limit = values.pop("max_eval_examples", None)
+        if check_limit and "max_check_examples" not in values:
+            values["max_check_examples"] = check_limit
+        build("quantization", (QuantizeArguments,), {**values, "model": teacher_source})
+        source_key = state_model_key[0]
+
+        def run_quantize(folder, inputs, values=values, source_key=source_key):
+            from ..quantization import quantize_folder
+
+            source = inputs[source_key] if source_key else teacher_folder(inputs)
+            (q,) = build("quantization", (QuantizeArguments,), {**values, "model": source})
+            _, report = quantize_folder(
+                q.model, folder, task=task, check_split=q.check_split, max_check_examples=q.max_check_examples,
+                keep_fp32_model=q.keep_fp32_model, max_accuracy_drop=q.max_accuracy_drop,
+                min_label_agreement=q.min_label_agreement, backend=q.backend, keep_fp32=q.keep_fp32_patterns(),
+                per_channel=q.per_channel, reduce_range=q.reduce_range, activations=q.activations,
+                quantize_embeddings=q.quantize_embeddings)
+            if report is not None:
+                print(report.summary())
+
+        stages.append(Stage("quantization", TITLES["quantization"], {**common, **values}, run_quantize))
+        state_model_key[0] = "quantization"
+    if not any(s.makes_model and s.key != "teacher_finetune" for s in stages):
+        raise BertliteError(f"The recipe {path} has no stage that makes a model: add distillation, structured_pruning, "
+                            "vocabulary_pruning or quantization.")
+    evaluate = "evaluation" in recipe
+    if evaluate:
+        opts = dict(recipe["evaluation"])
+        if opts.get("compile") not in (None, False, "pt2e", "inductor", True):
+            raise BertliteError(f"Stage evaluation: compile must be pt2e, inductor or absent, got {opts['compile']!r}.")
+        model_stages = [(s.key, s.title) for s in stages if s.makes_model and s.key != "teacher_finetune"]
+
+        def run_evaluation(folder, inputs, opts=opts, model_stages=model_stages):
+            from ..compress.report import evaluate_stages_and_write_report
+
+            models = [("teacher", teacher_folder(inputs))] + [(title, inputs[key]) for key, title in model_stages]
+            evaluate_stages_and_write_report(models, task, folder, max_eval_examples=limits["max_eval_examples"],
+                                             max_length=int(opts.get("max_length", 128)),
+                                             latency=bool(opts.get("latency", True)), compile=opts.get("compile") or None)
+
+        stages.append(Stage("evaluation", TITLES["evaluation"], {**common, **opts}, run_evaluation, makes_model=False))
+    return Plan(stages, teacher_source, task, out, evaluate)
+
+
+def finish(run_plan: Plan, folders: dict, command: str | None = None) -> str:
+    """DIR/final: the last model stage's files, the report, metrics.json measured on that model, the model card."""
+    from ..compress.report import REPORT_JSON, REPORT_MD, card_metrics
+    from ..hub.card import render_model_card
+    from ..record import save_metrics
+
+    final = os.path.join(run_plan.output_dir, FINAL_DIR)
+    source = folders[last_model_stage(run_plan.stages).key]
+    extra = []
+    report = None
+    if run_plan.evaluate:
+        evaluation = folders["evaluation"]
+        extra = [os.path.join(evaluation, REPORT_MD), os.path.join(evaluation, REPORT_JSON)]
+        import json
+
+        with open(extra[1]) as f:
+            report = json.load(f)
+    write_final(source, final, extra)
+    if report is not None:
+        save_metrics(final, card_metrics(report, command))
+    text = render_model_card(final)
+    with open(os.path.join(final, "README.md.tmp"), "w") as f:
+        f.write(text)
+    os.replace(os.path.join(final, "README.md.tmp"), os.path.join(final, "README.md"))
+    return final
+
+
+def run(args: CompressArguments, push: PushOptions) -> int:
+    from ..hub.metrics import invoked_command
+    from ..hub.push import push_if_requested
+    from ..jobs import prepare_output_dir
+
+    run_plan = plan(args)
+    prepare_output_dir(args.output_dir)
+    print(f"bertlite compress: {len(run_plan.stages)} stages ({', '.join(s.title for s in run_plan.stages)}) into {args.output_dir}")
+    folders = run_stages(run_plan.stages, args.output_dir)
+    final = finish(run_plan, folders, invoked_command("compress"))
+    print(f"\nFinal model: {final}")
+    print(f"Load it with: bertlite.load_compressed({final!r})  (int8: compile='pt2e' for the fastest CPU path)")
+    push_if_requested(final, push)
+    return 0
