@@ -164,15 +164,19 @@ def test_changed_setting_reruns_that_stage_and_all_after(tiny_run, tmp_path, cap
     shutil.copytree(run_dir, copy)  # copy2 keeps the files' mtimes
     before = mtimes(copy)
     capsys.readouterr()
-    assert compress(copy, teacher, tiny_recipe(task, structured_pruning={"heads": 0.25})) == 0
+    assert compress(copy, teacher, tiny_recipe(task, vocabulary_pruning={"min_count": 2})) == 0
     out = capsys.readouterr().out
     after = mtimes(copy)
-    for name in STAGES[:4]:
+    for name in STAGES[:5]:
         assert after[name] == before[name], name
-    for name in STAGES[4:]:
+    for name in STAGES[5:]:
         assert after[name] != before[name], name
-    assert "[5/8] structured pruning: settings changed, running it again" in out
-    assert "[6/8] vocabulary pruning: settings changed" in out and "[4/8] task distillation: unchanged" in out
+    assert "[6/8] vocabulary pruning: settings changed, running it again" in out
+    assert "[7/8] int8 quantization: settings changed" in out and "[5/8] structured pruning: unchanged" in out
+    # The new setting took effect: fewer tokens kept (words seen once in the training split are dropped).
+    vocab = [json.loads((d / "stages" / "06-vocabulary_pruning" / "config.json").read_text())["vocab_size"]
+             for d in (run_dir, copy)]
+    assert vocab[1] < vocab[0]
 
 
 def test_ctrl_c_keeps_finished_stages_and_the_next_run_resumes(tiny_run, tmp_path, capsys):

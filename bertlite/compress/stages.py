@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -80,8 +81,12 @@ def run_stages(stages: list[Stage], output_dir: str, *, log=print) -> dict[str, 
             else:
                 log(f"[{index + 1}/{total}] {stage.title}")
             os.makedirs(folder, exist_ok=True)
+            started = time.perf_counter()
             stage.run(folder, dict(inputs))
-            write_json(os.path.join(folder, MARKER), {**marker, "bertlite_version": VERSION})  # last: the stage is done
+            seconds = round(time.perf_counter() - started, 1)
+            # Written last: the stage is done.
+            write_json(os.path.join(folder, MARKER), {**marker, "seconds": seconds, "bertlite_version": VERSION})
+            log(f"[{index + 1}/{total}] {stage.title}: done in {seconds:g} s")
         inputs[stage.key] = folder
         previous = marker
     return inputs
