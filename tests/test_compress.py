@@ -261,6 +261,9 @@ def test_final_folder_loads_compiled_with_pt2e(tiny_run):
     ({"structured_pruning": {"sparsity": 0.5}}, "needs heads and/or ffn"),
     ({"evaluation": {}}, "has no stage that makes a model"),
     ({"quantization": [1, 2]}, "must be a mapping of options"),
+    ({"distillation": {}, "vocabulary_pruning": {"min_count": 0}}, "stage vocabulary_pruning: min_count must be >= 1"),
+    ({"distillation": {}, "evaluation": {"latency": "yes"}}, "stage evaluation: latency must be a bool"),
+    ({"distillation": {}, "evaluation": {"compile": "fast"}}, "compile must be pt2e, inductor or absent"),
 ])
 def test_recipe_errors_are_one_line(recipe, message, tmp_path, capsys):
     task = write_task(tmp_path / "reviews.csv", n=20)

@@ -31,9 +31,11 @@ TITLES = {"teacher_finetune": "teacher fine-tune", "general_distillation": "gene
 PIPELINE_SET = {"teacher", "task", "student", "augmented", "output_dir", "model", "general", "teacher_task",
                 "overwrite", "split", "vocabulary", "vocabulary_min_count", "method", "fresh",
                 "push_to_hub", "hub_token", "hub_model_id"}
-FINETUNE_OPTIONS = ("epochs", "learning_rate", "batch_size", "max_length", "seed")
-VOCABULARY_OPTIONS = ("min_count",)
-EVALUATION_OPTIONS = ("latency", "compile", "max_length")
+# Stages whose options are not a command's dataclass: option -> (type, smallest value).
+FINETUNE_OPTIONS = {"epochs": (float, 1e-9), "learning_rate": (float, 1e-12), "batch_size": (int, 1),
+                    "max_length": (int, 8), "seed": (int, 0)}
+VOCABULARY_OPTIONS = {"min_count": (int, 1)}
+EVALUATION_OPTIONS = {"latency": (bool, None), "compile": (str, None), "max_length": (int, 8)}
 TRAINING_DEFAULTS = {"report_to": "none"}
 
 
@@ -78,6 +80,30 @@ def check_recipe(path: str, recipe: dict) -> None:
         if unknown:
             raise BertliteError(f"Unknown option(s) {', '.join(unknown)} in stage {stage!r} of the recipe {path}: "
                                 f"it takes the options of its command (see `bertlite compress --help` and the stage's command).")
+
+
+def typed_options(stage: str, values: dict, spec: dict) -> dict:
+    """The options of a stage that has no dataclass, converted and range-checked, or one line saying which is wrong."""
+    out = {}
+    for name, value in values.items():
+        if name not in spec:
+            continue
+        kind, low = spec[name]
+        try:
+            if kind is bool:
+                if not isinstance(value, bool):
+                    raise ValueError
+                converted = value
+            elif value is None and kind is str:
+                converted = None
+            else:
+                converted = kind(value)
+        except (TypeError, ValueError):
+            raise BertliteError(f"stage {stage}: {name} must be a {kind.__name__}, got {value!r}.") from None
+        if low is not None and converted < low:
+            raise BertliteError(f"stage {stage}: {name} must be >= {low:g}, got {value!r}.")
+        out[name] = converted
+    return out
 
 
 def _coerce(value, kind):
@@ -148,7 +174,7 @@ def plan(args: CompressArguments) -> Plan:
         return inputs.get("teacher_finetune", teacher_source)
 
     if finetune:
-        opts = {k: v for k, v in (recipe.get("teacher_finetune") or {}).items()}
+        opts = typed_options("teacher_finetune", recipe.get("teacher_finetune") or {}, FINETUNE_OPTIONS)
         teacher_name = f"{display_name(teacher)} fine-tuned on {info.name}"
 
         def run_finetune(folder, inputs, opts=opts):
@@ -228,14 +254,14 @@ def plan(args: CompressArguments) -> Plan:
         stages.append(Stage("structured_pruning", TITLES["structured_pruning"], {**common, **values}, run_prune))
         state_model_key[0] = "structured_pruning"
     if (values := section("vocabulary_pruning")) is not None:
-        opts = {k: v for k, v in values.items() if k in VOCABULARY_OPTIONS}
+        opts = typed_options("vocabulary_pruning", values, VOCABULARY_OPTIONS)
         source_key = state_model_key[0]
 
         def run_vocabulary(folder, inputs, opts=opts, source_key=source_key):
             from ..pruning.vocabulary import prune_task_vocabulary
 
             source = inputs[source_key] if source_key else teacher_folder(inputs)
-            prune_task_vocabulary(source, folder, task, min_count=int(opts.get("min_count", 1)))
+            prune_task_vocabulary(source, folder, task, min_count=opts.get("min_count", 1))
 
         stages.append(Stage("vocabulary_pruning", TITLES["vocabulary_pruning"], {**common, **opts}, run_vocabulary))
         state_model_key[0] = "vocabulary_pruning"
@@ -269,8 +295,8 @@ def plan(args: CompressArguments) -> Plan:
                             "vocabulary_pruning or quantization.")
     evaluate = "evaluation" in recipe
     if evaluate:
-        opts = dict(recipe["evaluation"])
-        if opts.get("compile") not in (None, False, "pt2e", "inductor", True):
+        opts = typed_options("evaluation", recipe["evaluation"], EVALUATION_OPTIONS)
+        if opts.get("compile") not in (None, "pt2e", "inductor"):
             raise BertliteError(f"Stage evaluation: compile must be pt2e, inductor or absent, got {opts['compile']!r}.")
         model_stages = [(s.key, s.title) for s in stages if s.makes_model and s.key != "teacher_finetune"]
 
@@ -279,8 +305,8 @@ def plan(args: CompressArguments) -> Plan:
 
             models = [("teacher", teacher_folder(inputs))] + [(title, inputs[key]) for key, title in model_stages]
             evaluate_stages_and_write_report(models, task, folder, max_eval_examples=limits["max_eval_examples"],
-                                             max_length=int(opts.get("max_length", 128)),
-                                             latency=bool(opts.get("latency", True)), compile=opts.get("compile") or None)
+                                             max_length=opts.get("max_length", 128), latency=opts.get("latency", True),
+                                             compile=opts.get("compile"))
 
         stages.append(Stage("evaluation", TITLES["evaluation"], {**common, **opts}, run_evaluation, makes_model=False))
     return Plan(stages, teacher_source, task, out, evaluate)
