@@ -286,7 +286,7 @@ def test_packaged_recipes_are_valid():
     from bertlite.cli.compress import check_recipe
     from bertlite.compress.recipe import load_recipe
 
-    for name in ("default", "tinybert4", "distilbert6", "prune-only", "quantize-only"):
+    for name in ("default", "tinybert4", "distilbert6", "prune-only", "quantize-only", "smoke"):
         path, recipe = load_recipe(name)
         check_recipe(path, recipe)
         assert "Measured:" in Path(path).read_text()

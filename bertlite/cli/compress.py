@@ -43,7 +43,7 @@ TRAINING_DEFAULTS = {"report_to": "none"}
 class CompressArguments:
     teacher: str | None = field(default=None, metadata={"help": f"Teacher: folder, Hub id or alias (default: the recipe's, else {DEFAULT_TEACHER!r}, the packaged MiniLM)."})
     task: str | None = field(default=None, metadata={"help": "Task (default: the recipe's, else rotten_tomatoes): an offline task, a GLUE task, a Hub dataset id or a local .csv/.json file."})
-    recipe: str = field(default=DEFAULT_RECIPE, metadata={"help": "Recipe: a name from recipes/compress/ (default, tinybert4, distilbert6, prune-only, quantize-only) or a YAML file."})
+    recipe: str = field(default=DEFAULT_RECIPE, metadata={"help": "Recipe: a name from recipes/compress/ (default, tinybert4, distilbert6, prune-only, quantize-only, smoke) or a YAML file."})
     output_dir: str = field(default="bertlite-compressed", metadata={"help": "Run folder: stages/NN-name/ per stage, final/ the model to deploy."})
     max_train_examples: int | None = field(default=None, metadata={"help": "Use at most this many training examples in every stage (quick runs)."})
     max_eval_examples: int | None = field(default=None, metadata={"help": "Use at most this many validation/test examples in every stage (quick runs)."})
