@@ -146,10 +146,181 @@ class Plan:
     evaluate: bool
 
 
-def plan(args: CompressArguments) -> Plan:
-    """The stages of the run, checked (options, values) before anything trains."""
-    from ..data import load_task
+@dataclass
+class Layout:
+    """What every stage builder needs: the run's teacher and task, and which stage's model the next stage takes."""
+
+    recipe_path: str
+    teacher: str  # as given (alias, folder, Hub id)
+    teacher_source: str  # resolved
+    teacher_name: str  # for records and cards
+    task: str
+    limits: dict  # max_train_examples / max_eval_examples of the whole run
+    stages: list = field(default_factory=list)
+    latest: str | None = None  # key of the latest stage that makes a model (None: the teacher)
+
+    @property
+    def common(self) -> dict:
+        return {"teacher": self.teacher, "task": self.task, **self.limits}
+
+    def teacher_folder(self, inputs: dict) -> str:
+        return inputs.get("teacher_finetune", self.teacher_source)
+
+    def input_model(self):
+        """A function of the finished stages' folders giving the model the stage being added works on."""
+        key = self.latest
+        return lambda inputs: inputs[key] if key else self.teacher_folder(inputs)
+
+    def add(self, key: str, settings: dict, run, makes_model: bool = True) -> None:
+        self.stages.append(Stage(key, TITLES[key], {**self.common, **settings}, run, makes_model=makes_model))
+        if makes_model and key != "teacher_finetune":
+            self.latest = key
+
+
+def _teacher_stage(lay: Layout, options: dict, num_labels: int, task_name: str) -> None:
     from ..distillation.teacher import has_task_head
+
+    if has_task_head(lay.teacher_source, num_labels):
+        if options:
+            print(f"The teacher {lay.teacher_name} already has a {num_labels}-label head for {task_name}: no fine-tune stage.")
+        return
+    opts = typed_options("teacher_finetune", options, FINETUNE_OPTIONS)
+    name = lay.teacher_name
+    lay.teacher_name = f"{name} fine-tuned on {task_name}"
+
+    def run_finetune(folder, inputs):
+        from ..distillation.teacher import finetuned_teacher
+
+        finetuned_teacher(lay.teacher_source, lay.task, folder, name=name,
+                          max_train_examples=lay.limits["max_train_examples"], **opts)
+
+    lay.add("teacher_finetune", opts, run_finetune)
+
+
+GENERAL = (DistillArguments, GeneralArguments, DistillTrainingArguments)
+TASK_DISTILLATION = (DistillArguments, DistillTrainingArguments)
+
+
+def _general_stage(lay: Layout, values: dict, check_dir: str) -> None:
+    build("general_distillation", GENERAL, {**values, "teacher": lay.teacher, "general": True, "output_dir": check_dir,
+                                            **_training(values)})
+
+    def run_general(folder, inputs):
+        from ..distillation.general import run_general_distillation
+
+        d, g, t = build("general_distillation", GENERAL, {**values, "teacher": lay.teacher_folder(inputs), "general": True,
+                                                          "output_dir": folder, **_training(values)})
+        d.teacher_name = lay.teacher_name
+        run_general_distillation(d, g, t)
+
+    lay.add("general_distillation", values, run_general, makes_model=False)
+
+
+def _augmentation_stage(lay: Layout, values: dict) -> None:
+    values = dict(values)
+    limit = values.pop("max_train_examples", None)
+    values.pop("max_eval_examples", None)
+    if limit and "max_examples" not in values:
+        values["max_examples"] = limit
+    build("augmentation", (AugmentArguments,), {**values, "task": lay.task})
+
+    def run_augment(folder, inputs):
+        from ..augmentation.job import run_augmentation
+
+        (a,) = build("augmentation", (AugmentArguments,), {**values, "task": lay.task, "output_dir": folder,
+                                                           "teacher": lay.teacher_folder(inputs), "overwrite": True})
+        run_augmentation(a)
+
+    lay.add("augmentation", values, run_augment, makes_model=False)
+
+
+def _distillation_stage(lay: Layout, values: dict, check_dir: str) -> None:
+    build("distillation", TASK_DISTILLATION, {**values, "teacher": lay.teacher, "task": lay.task, "output_dir": check_dir,
+                                              **_training(values)})
+
+    def run_distill(folder, inputs):
+        from ..distillation.job import run_distillation
+
+        extra = {"student": inputs["general_distillation"]} if "general_distillation" in inputs else {}
+        if "augmentation" in inputs:
+            extra["augmented"] = inputs["augmentation"]
+        d, t = build("distillation", TASK_DISTILLATION, {**values, **extra, "teacher": lay.teacher_folder(inputs),
+                                                         "task": lay.task, "output_dir": folder, **_training(values)})
+        d.teacher_name = lay.teacher_name
+        run_distillation(d, t)
+
+    lay.add("distillation", values, run_distill)
+
+
+def _pruning_stage(lay: Layout, values: dict) -> None:
+    (checked,) = build("structured_pruning", (PruneArguments,), {**values, "model": lay.teacher_source, "task": lay.task})
+    if not checked.is_structured:
+        raise BertliteError(f"Stage structured_pruning of the recipe {lay.recipe_path} needs heads and/or ffn (fractions or counts).")
+    source = lay.input_model()
+
+    def run_prune(folder, inputs):
+        from ..pruning.structured.pipeline import run_structured
+
+        (p,) = build("structured_pruning", (PruneArguments,), {**values, "model": source(inputs), "task": lay.task,
+                                                               "output_dir": folder})
+        run_structured(p)
+
+    lay.add("structured_pruning", values, run_prune)
+
+
+def _vocabulary_stage(lay: Layout, values: dict) -> None:
+    opts = typed_options("vocabulary_pruning", values, VOCABULARY_OPTIONS)
+    source = lay.input_model()
+
+    def run_vocabulary(folder, inputs):
+        from ..pruning.vocabulary import prune_task_vocabulary
+
+        prune_task_vocabulary(source(inputs), folder, lay.task, min_count=opts.get("min_count", 1))
+
+    lay.add("vocabulary_pruning", opts, run_vocabulary)
+
+
+def _quantization_stage(lay: Layout, values: dict) -> None:
+    from .quantize import quantize
+
+    values = dict(values)
+    values.pop("max_train_examples", None)
+    check_limit = values.pop("max_eval_examples", None)
+    if check_limit and "max_check_examples" not in values:
+        values["max_check_examples"] = check_limit
+    build("quantization", (QuantizeArguments,), {**values, "model": lay.teacher_source})
+    source = lay.input_model()
+
+    def run_quantize(folder, inputs):
+        (q,) = build("quantization", (QuantizeArguments,), {**values, "model": source(inputs), "output_dir": folder,
+                                                            "task": lay.task})
+        _, report = quantize(q)
+        if report is not None:
+            print(report.summary())
+
+    lay.add("quantization", values, run_quantize)
+
+
+def _evaluation_stage(lay: Layout, values: dict) -> None:
+    opts = typed_options("evaluation", values, EVALUATION_OPTIONS)
+    if opts.get("compile") not in (None, "pt2e", "inductor"):
+        raise BertliteError(f"Stage evaluation: compile must be pt2e, inductor or absent, got {opts['compile']!r}.")
+    measured = [(s.key, s.title) for s in lay.stages if s.makes_model and s.key != "teacher_finetune"]
+
+    def run_evaluation(folder, inputs):
+        from ..compress.report import evaluate_stages_and_write_report
+
+        models = [("teacher", lay.teacher_folder(inputs))] + [(title, inputs[key]) for key, title in measured]
+        evaluate_stages_and_write_report(models, lay.task, folder, max_eval_examples=lay.limits["max_eval_examples"],
+                                         max_length=opts.get("max_length", 128), latency=opts.get("latency", True),
+                                         compile=opts.get("compile"))
+
+    lay.add("evaluation", opts, run_evaluation, makes_model=False)
+
+
+def plan(args: CompressArguments) -> Plan:
+    """The stages of the run, every option checked before anything trains."""
+    from ..data import load_task
 
     path, recipe = load_recipe(args.recipe)
     check_recipe(path, recipe)
@@ -158,158 +329,25 @@ def plan(args: CompressArguments) -> Plan:
     limits = {"max_train_examples": args.max_train_examples or recipe.get("max_train_examples"),
               "max_eval_examples": args.max_eval_examples or recipe.get("max_eval_examples")}
     _, info = load_task(task, max_train_examples=1, max_eval_examples=1)
-    out = args.output_dir
-    stages: list[Stage] = []
-    common = {"teacher": teacher, "task": task, **limits}
-
-    def section(name):
-        return {**limits, **recipe[name]} if name in recipe else None
-
-    # The teacher: fine-tuned first when it has no head for the task.
-    teacher_source = resolve_model_name(teacher)
-    finetune = has_task_head(teacher_source, info.num_labels) is False
-    teacher_name = display_name(teacher)
-
-    def teacher_folder(inputs):
-        return inputs.get("teacher_finetune", teacher_source)
-
-    if finetune:
-        opts = typed_options("teacher_finetune", recipe.get("teacher_finetune") or {}, FINETUNE_OPTIONS)
-        teacher_name = f"{display_name(teacher)} fine-tuned on {info.name}"
-
-        def run_finetune(folder, inputs, opts=opts):
-            from ..distillation.teacher import finetuned_teacher
-
-            finetuned_teacher(teacher_source, task, folder, name=display_name(teacher),
-                              max_train_examples=limits["max_train_examples"], **opts)
-
-        stages.append(Stage("teacher_finetune", TITLES["teacher_finetune"], {**common, **opts}, run_finetune))
-    elif "teacher_finetune" in recipe:
-        print(f"The teacher {teacher_name} already has a {info.num_labels}-label head for {info.name}: no fine-tune stage.")
-
-    state_model_key = [None]  # the key of the latest stage that makes a model, as the stages are laid out
-
-    if (values := section("general_distillation")) is not None:
-        build("general_distillation", (DistillArguments, GeneralArguments, DistillTrainingArguments),
-              {**values, "teacher": teacher, "output_dir": os.path.join(out, "check"), **_training(values)})
-
-        def run_general(folder, inputs, values=values):
-            from ..distillation.general import run_general_distillation
-
-            d, g, t = build("general_distillation", (DistillArguments, GeneralArguments, DistillTrainingArguments),
-                            {**values, "teacher": teacher_folder(inputs), "general": True, "output_dir": folder,
-                             **_training(values)})
-            d.teacher_name = teacher_name
-            run_general_distillation(d, g, t)
-
-        stages.append(Stage("general_distillation", TITLES["general_distillation"], {**common, **values}, run_general,
-                            makes_model=False))
-    if (values := section("augmentation")) is not None:
-        values = dict(values)
-        limit = values.pop("max_train_examples", None)
-        values.pop("max_eval_examples", None)
-        if limit and "max_examples" not in values:
-            values["max_examples"] = limit
-        build("augmentation", (AugmentArguments,), {**values, "task": task})
-
-        def run_augment(folder, inputs, values=values):
-            from ..augmentation.job import run_augmentation
-
-            (a,) = build("augmentation", (AugmentArguments,), {**values, "task": task, "teacher": teacher_folder(inputs),
-                                                               "output_dir": folder, "overwrite": True})
-            run_augmentation(a)
-
-        stages.append(Stage("augmentation", TITLES["augmentation"], {**common, **values}, run_augment, makes_model=False))
-    if (values := section("distillation")) is not None:
-        build("distillation", (DistillArguments, DistillTrainingArguments),
-              {**values, "teacher": teacher, "task": task, "output_dir": os.path.join(out, "check"), **_training(values)})
-
-        def run_distill(folder, inputs, values=values):
-            from ..distillation.job import run_distillation
-
-            extra = {"student": inputs["general_distillation"]} if "general_distillation" in inputs else {}
-            if "augmentation" in inputs:
-                extra["augmented"] = inputs["augmentation"]
-            d, t = build("distillation", (DistillArguments, DistillTrainingArguments),
-                         {**values, **extra, "teacher": teacher_folder(inputs), "task": task, "output_dir": folder,
-                          **_training(values)})
-            d.teacher_name = teacher_name
-            run_distillation(d, t)
-
-        stages.append(Stage("distillation", TITLES["distillation"], {**common, **values}, run_distill))
-        state_model_key[0] = "distillation"
-    if (values := section("structured_pruning")) is not None:
-        (checked,) = build("structured_pruning", (PruneArguments,), {**values, "model": teacher_source, "task": task})
-        if not checked.is_structured:
-            raise BertliteError(f"Stage structured_pruning of the recipe {path} needs heads and/or ffn (fractions or counts).")
-        source_key = state_model_key[0]
-
-        def run_prune(folder, inputs, values=values, source_key=source_key):
-            from ..pruning.structured.pipeline import run_structured
-
-            source = inputs[source_key] if source_key else teacher_folder(inputs)
-            (p,) = build("structured_pruning", (PruneArguments,), {**values, "model": source, "task": task, "output_dir": folder})
-            run_structured(p)
-
-        stages.append(Stage("structured_pruning", TITLES["structured_pruning"], {**common, **values}, run_prune))
-        state_model_key[0] = "structured_pruning"
-    if (values := section("vocabulary_pruning")) is not None:
-        opts = typed_options("vocabulary_pruning", values, VOCABULARY_OPTIONS)
-        source_key = state_model_key[0]
-
-        def run_vocabulary(folder, inputs, opts=opts, source_key=source_key):
-            from ..pruning.vocabulary import prune_task_vocabulary
-
-            source = inputs[source_key] if source_key else teacher_folder(inputs)
-            prune_task_vocabulary(source, folder, task, min_count=opts.get("min_count", 1))
-
-        stages.append(Stage("vocabulary_pruning", TITLES["vocabulary_pruning"], {**common, **opts}, run_vocabulary))
-        state_model_key[0] = "vocabulary_pruning"
-    if (values := section("quantization")) is not None:
-        values = dict(values)
-        values.pop("max_train_examples", None)
-        check_limit = values.pop("max_eval_examples", None)
-        if check_limit and "max_check_examples" not in values:
-            values["max_check_examples"] = check_limit
-        build("quantization", (QuantizeArguments,), {**values, "model": teacher_source})
-        source_key = state_model_key[0]
-
-        def run_quantize(folder, inputs, values=values, source_key=source_key):
-            from ..quantization import quantize_folder
-
-            source = inputs[source_key] if source_key else teacher_folder(inputs)
-            (q,) = build("quantization", (QuantizeArguments,), {**values, "model": source})
-            _, report = quantize_folder(
-                q.model, folder, task=task, check_split=q.check_split, max_check_examples=q.max_check_examples,
-                keep_fp32_model=q.keep_fp32_model, max_accuracy_drop=q.max_accuracy_drop,
-                min_label_agreement=q.min_label_agreement, backend=q.backend, keep_fp32=q.keep_fp32_patterns(),
-                per_channel=q.per_channel, reduce_range=q.reduce_range, activations=q.activations,
-                quantize_embeddings=q.quantize_embeddings)
-            if report is not None:
-                print(report.summary())
-
-        stages.append(Stage("quantization", TITLES["quantization"], {**common, **values}, run_quantize))
-        state_model_key[0] = "quantization"
-    if not any(s.makes_model and s.key != "teacher_finetune" for s in stages):
+    lay = Layout(path, teacher, resolve_model_name(teacher), display_name(teacher), task, limits)
+    check_dir = os.path.join(args.output_dir, "check")  # TrainingArguments need an output_dir; nothing is written
+    sections = {name: {**limits, **recipe[name]} for name in STAGE_ORDER if name in recipe}
+    _teacher_stage(lay, recipe.get("teacher_finetune") or {}, info.num_labels, info.name)
+    builders = {"general_distillation": lambda v: _general_stage(lay, v, check_dir),
+                "augmentation": lambda v: _augmentation_stage(lay, v),
+                "distillation": lambda v: _distillation_stage(lay, v, check_dir),
+                "structured_pruning": lambda v: _pruning_stage(lay, v),
+                "vocabulary_pruning": lambda v: _vocabulary_stage(lay, v),
+                "quantization": lambda v: _quantization_stage(lay, v)}
+    for name, builder in builders.items():
+        if name in sections:
+            builder(sections[name])
+    if lay.latest is None:
         raise BertliteError(f"The recipe {path} has no stage that makes a model: add distillation, structured_pruning, "
                             "vocabulary_pruning or quantization.")
-    evaluate = "evaluation" in recipe
-    if evaluate:
-        opts = typed_options("evaluation", recipe["evaluation"], EVALUATION_OPTIONS)
-        if opts.get("compile") not in (None, "pt2e", "inductor"):
-            raise BertliteError(f"Stage evaluation: compile must be pt2e, inductor or absent, got {opts['compile']!r}.")
-        model_stages = [(s.key, s.title) for s in stages if s.makes_model and s.key != "teacher_finetune"]
-
-        def run_evaluation(folder, inputs, opts=opts, model_stages=model_stages):
-            from ..compress.report import evaluate_stages_and_write_report
-
-            models = [("teacher", teacher_folder(inputs))] + [(title, inputs[key]) for key, title in model_stages]
-            evaluate_stages_and_write_report(models, task, folder, max_eval_examples=limits["max_eval_examples"],
-                                             max_length=opts.get("max_length", 128), latency=opts.get("latency", True),
-                                             compile=opts.get("compile"))
-
-        stages.append(Stage("evaluation", TITLES["evaluation"], {**common, **opts}, run_evaluation, makes_model=False))
-    return Plan(stages, teacher_source, task, out, evaluate)
+    if "evaluation" in recipe:
+        _evaluation_stage(lay, recipe["evaluation"])
+    return Plan(lay.stages, lay.teacher_source, task, args.output_dir, "evaluation" in recipe)
 
 
 def finish(run_plan: Plan, folders: dict, command: str | None = None) -> str:
