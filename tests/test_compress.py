@@ -127,6 +127,10 @@ def test_every_stage_writes_its_folder_and_marker(tiny_run):
     assert metrics["student"]["size_mb"] == report["rows"][-1]["size_mb"]
     card = (final / "README.md").read_text()
     assert f"{metrics['student']['test_accuracy']:.4f}" in card
+    # The distillation stage's own figures stay in the record, set apart: the card shows none of them.
+    record = json.loads((final / "compression_config.json").read_text())["metrics"]
+    assert "student" not in record and "validation_accuracy" in record["distillation_stage"]["student"]
+    assert "validation split" not in card
 
 
 def test_final_folder_runs_in_transformers_pipeline(tiny_run):

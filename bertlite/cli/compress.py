@@ -370,11 +370,25 @@ def finish(run_plan: Plan, folders: dict, command: str | None = None) -> str:
     write_final(source, final, extra)
     if report is not None:
         save_metrics(final, card_metrics(report, command))
+        _mark_inherited_metrics(final)
     text = render_model_card(final)
     with open(os.path.join(final, "README.md.tmp"), "w") as f:
         f.write(text)
     os.replace(os.path.join(final, "README.md.tmp"), os.path.join(final, "README.md"))
     return final
+
+
+def _mark_inherited_metrics(final: str) -> None:
+    """The teacher/student figures compression_config.json carries from the distillation stage describe that
+    stage's model, not the final one: keep them under their stage's name so the card (which merges them under
+    metrics.json's) shows only what was measured on the final folder."""
+    from ..record import CompressionConfig
+
+    record = CompressionConfig.load_or_new(final)
+    inherited = {side: record.metrics.pop(side) for side in ("teacher", "student", "compressed") if side in record.metrics}
+    if inherited:
+        record.metrics["distillation_stage"] = inherited
+        record.save_pretrained(final)
 
 
 def run(args: CompressArguments, push: PushOptions) -> int:
