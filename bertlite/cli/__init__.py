@@ -21,11 +21,12 @@ COMMANDS = {
     "push": "bertlite.cli.push",
     "augment": "bertlite.cli.augment",
     "benchmark": "bertlite.cli.benchmark",
+    "compress": "bertlite.cli.compress",
 }
 # Commands that train. OpenMP's default spin-waiting made training steps 3-9x slower on small shared CPU machines,
 # and passive waiting costs nothing measurable when the machine is idle; but it slows batch-1 serving, so it is
 # set for these commands only, before their module (and so torch) is imported, and never on `import bertlite`.
-TRAINING_COMMANDS = ("distill", "prune", "augment")
+TRAINING_COMMANDS = ("distill", "prune", "augment", "compress")
 
 
 def prefer_passive_openmp() -> None:

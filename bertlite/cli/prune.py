@@ -17,10 +17,11 @@ from dataclasses import dataclass, field, fields
 from ..errors import BertliteError
 from ..pruning import defaults
 
-HELP = "Prune a fine-tuned model: remove attention heads / FFN neurons (--heads/--ffn) or weights (--method ... --sparsity)."
+HELP = "Prune a fine-tuned model: remove attention heads / FFN neurons (--heads/--ffn), weights (--method ... --sparsity) or unused vocabulary (--vocabulary)."
 
 STRUCTURED = "structured"
 WEIGHT_METHODS = ("magnitude", "lth", "obd", "synflow")
+VOCABULARY = "vocabulary"
 METHODS = (STRUCTURED, *WEIGHT_METHODS)
 SCHEDULES = ("oneshot", "gradual")
 # Options of one family only: giving one to the other family is an error rather than silently ignored.
@@ -88,11 +89,20 @@ class PruneArguments:
     obd_batch_size: int = field(default=defaults.OBD_BATCH_SIZE, metadata={"help": "obd: examples per gradient when estimating the Fisher diagonal (1 = per example); >= 1."})
     allow_layer_collapse: bool = field(default=False, metadata={"help": "Weight-level methods: warn instead of refusing when a layer would be pruned entirely (structured pruning: see --min_heads_per_layer)."})
 
+    # ----- vocabulary pruning (bertlite.pruning.vocabulary) -------------------------------------------------------
+    vocabulary: bool = field(default=False, metadata={"help": "Prune the vocabulary instead: keep the embedding rows of the tokens in --task's training split (and the special tokens) and rewrite the tokenizer to match. Run it on an fp32 folder, before `bertlite quantize`."})
+    vocabulary_min_count: int = field(default=1, metadata={"help": "With --vocabulary: keep the tokens seen at least this many times; >= 1."})
+
     def __post_init__(self):
         from ..pruning.structured.selection import check_target
 
         if not self.model:
             raise BertliteError("--model is required: the fine-tuned model (folder or Hub id) to prune.")
+        if self.vocabulary or self.method == VOCABULARY:
+            self._check_vocabulary()
+            return
+        if self.vocabulary_min_count != 1:
+            raise BertliteError("--vocabulary_min_count is for --vocabulary: add --vocabulary or remove it.")
         self.heads, self.ffn = _target(self.heads, "--heads"), _target(self.ffn, "--ffn")
         if self.method is None:
             if self.heads is not None or self.ffn is not None:
@@ -100,7 +110,7 @@ class PruneArguments:
             elif self.sparsity is not None:
                 self.method = "magnitude"
             else:
-                raise BertliteError("Nothing to prune: give --heads and/or --ffn (structured pruning), or --method "
+                raise BertliteError("Nothing to prune: give --heads and/or --ffn (structured pruning), --vocabulary, or --method "
                                     f"{'|'.join(WEIGHT_METHODS)} with --sparsity (weight-level pruning).")
         if self.method not in METHODS:
             raise BertliteError(f"--method must be one of {', '.join(METHODS)}, got {self.method!r}.")
@@ -137,6 +147,17 @@ class PruneArguments:
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise BertliteError(f"--{name} must be >= 1.")
 
+    def _check_vocabulary(self) -> None:
+        """--vocabulary prunes the vocabulary alone: the other pruning options do not apply to it."""
+        if self.heads is not None or self.ffn is not None or self.sparsity is not None or self.method not in (None, VOCABULARY):
+            raise BertliteError("--vocabulary prunes the vocabulary alone: prune heads/FFN or weights first, then run "
+                                "`bertlite prune --model PRUNED_DIR --vocabulary` on the folder that wrote.")
+        if self.recover:
+            raise BertliteError("--recover does not apply to --vocabulary: tokens seen in training keep their exact embeddings.")
+        if self.vocabulary_min_count < 1:
+            raise BertliteError(f"--vocabulary_min_count must be >= 1, got {self.vocabulary_min_count}.")
+        self.method, self.vocabulary = VOCABULARY, True
+
     def _refuse(self, names: tuple[str, ...], owner: str, chosen: str) -> None:
         """One line naming every option of `names` that was given (differs from its default) although it does not
         apply to the chosen method."""
@@ -170,6 +191,13 @@ DATACLASSES = (PruneArguments,)
 def run(args: PruneArguments) -> int:
     from ..loading import default_output_dir
 
+    if args.method == VOCABULARY:
+        from ..pruning.vocabulary import prune_task_vocabulary
+
+        args.output_dir = args.output_dir or default_output_dir(args.model, "vocab")
+        prune_task_vocabulary(args.model, args.output_dir, args.task, min_count=args.vocabulary_min_count)
+        print(f"Load it with: bertlite.load_compressed({args.output_dir!r})")
+        return 0
     args.output_dir = args.output_dir or default_output_dir(args.model, "pruned")
     if args.is_structured:
         from ..pruning.structured.pipeline import run_structured

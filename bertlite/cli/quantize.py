@@ -63,11 +63,11 @@ class QuantizeArguments:
 DATACLASSES = (QuantizeArguments,)
 
 
-def run(args: QuantizeArguments) -> int:
-    from ..evaluation import folder_size_mb
+def quantize(args: QuantizeArguments):
+    """`quantize_folder` with the command's options (also compress's int8 stage). Returns (folder, report or None)."""
     from ..quantization import quantize_folder
 
-    output_dir, report = quantize_folder(
+    return quantize_folder(
         args.model, args.output_dir, task=args.task, check_split=args.check_split,
         max_check_examples=args.max_check_examples, keep_fp32_model=args.keep_fp32_model,
         max_accuracy_drop=args.max_accuracy_drop, min_label_agreement=args.min_label_agreement,
@@ -75,6 +75,12 @@ def run(args: QuantizeArguments) -> int:
         reduce_range=args.reduce_range, activations=args.activations, quantize_embeddings=args.quantize_embeddings,
         export=args.export,
     )
+
+
+def run(args: QuantizeArguments) -> int:
+    from ..evaluation import folder_size_mb
+
+    output_dir, report = quantize(args)
     print(f"int8 model ({args.backend}) written to {output_dir} ({folder_size_mb(output_dir):.1f} MB of weights)")
     if report is not None:
         print(report.summary())

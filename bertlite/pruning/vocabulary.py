@@ -439,3 +439,18 @@ def prune_vocabulary_folder(model_dir: str, output_dir: str, texts, *, texts_sou
         shutil.rmtree(scratch, ignore_errors=True)
         raise
     return output_dir, report
+
+
+def prune_task_vocabulary(model_dir: str, output_dir: str, task: str, *, min_count: int = 1, split: str = "train",
+                          log=print):
+    """What `bertlite prune --vocabulary` and compress's vocabulary stage run: keep the tokens of the task's
+    training split, report the test tokens that become [UNK]. Returns (output_dir, VocabularyPruningReport)."""
+    if min_count < 1:
+        raise BertliteError(f"--vocabulary_min_count must be >= 1, got {min_count}.")
+    output_dir, report = prune_vocabulary_folder(model_dir, output_dir, task_texts(task, split),
+                                                 texts_source=f"{task} {split}", min_count=min_count,
+                                                 test_texts=task_texts(task, "test"))
+    log(f"Vocabulary: kept {report.kept_size:,} of {report.original_size:,} tokens (seen >= {min_count}x in {task} "
+        f"{split}); word embeddings {report.embedding_mb_before:.1f} -> {report.embedding_mb_after:.1f} MB fp32; "
+        f"{100 * (report.unk_share or 0):.2f}% of test tokens now [UNK]. Saved to {output_dir}.")
+    return output_dir, report
