@@ -321,8 +321,8 @@ def _machine() -> str:
 def benchmark_models(models, task: str, *, threads: int | None = None, **options) -> Report:
     """Measure `models`, a list of (label, folder) or (label, (model, tokenizer)), the first being the reference
     (the teacher), on `task`. Options: splits, baseline (one more (label, folder) measured alike and marked as the
-    baseline), compile="pt2e" (int8 folders timed through PT2E + inductor), rounds, repeats, max_eval_examples,
-    batch_size, max_length, tokenizer, command, log. threads: torch threads while measuring (default: as set; the
+    baseline), compile="pt2e" (int8 folders timed through PT2E + inductor), latency (False: quality, size and
+    parameters only), rounds, repeats, max_eval_examples, batch_size, max_length, tokenizer, command, log. threads: torch threads while measuring (default: as set; the
     process's own count is restored afterwards). Returns the `Report`; `report.write(dir)` writes report.md,
     report.json and pareto.png."""
     import torch
@@ -339,7 +339,7 @@ def benchmark_models(models, task: str, *, threads: int | None = None, **options
 def _benchmark_models(models, task: str, *, splits=("test", "validation"), compile: str | None = None,
                       rounds: int = 5, repeats: int = 3, max_eval_examples: int | None = None, batch_size: int = 64,
                       max_length: int = 128, baseline=None, tokenizer=None, command: str | None = None,
-                      log=print) -> Report:
+                      latency: bool = True, log=print) -> Report:
     import torch
 
     from .data import load_task
@@ -388,7 +388,7 @@ def _benchmark_models(models, task: str, *, splits=("test", "validation"), compi
         timed[label] = fast
         log(f"  {label}: {main} {quality[main]:.4f}" + _num(results[-1].parameters, ", {:,} parameters", "")
             + _num(size, ", {:.1f} MB", ""))
-    for batch in BATCHES:
+    for batch in BATCHES if latency else ():
         log(f"  latency at batch {batch} × {SEQ_LEN} tokens ({rounds} interleaved rounds)...")
         latency = compare_latency(timed, batch_size=batch, seq_len=SEQ_LEN, rounds=rounds, repeats=repeats)
         for result in results:

@@ -303,17 +303,20 @@ def _quantization_stage(lay: Layout, values: dict) -> None:
 
 def _evaluation_stage(lay: Layout, values: dict) -> None:
     opts = typed_options("evaluation", values, EVALUATION_OPTIONS)
-    if opts.get("compile") not in (None, "pt2e", "inductor"):
-        raise BertliteError(f"Stage evaluation: compile must be pt2e, inductor or absent, got {opts['compile']!r}.")
+    if opts.get("compile") not in (None, "pt2e"):
+        raise BertliteError(f"Stage evaluation: compile must be pt2e or absent, got {opts['compile']!r}.")
     measured = [(s.key, s.title) for s in lay.stages if s.makes_model and s.key != "teacher_finetune"]
 
     def run_evaluation(folder, inputs):
-        from ..compress.report import evaluate_stages_and_write_report
+        from ..benchmark import benchmark_models
 
+        # The same measurement as `bertlite benchmark --from DIR`: one report format for both.
         models = [("teacher", lay.teacher_folder(inputs))] + [(title, inputs[key]) for key, title in measured]
-        evaluate_stages_and_write_report(models, lay.task, folder, max_eval_examples=lay.limits["max_eval_examples"],
-                                         max_length=opts.get("max_length", 128), latency=opts.get("latency", True),
-                                         compile=opts.get("compile"))
+        report = benchmark_models(models, lay.task, splits=("test",), max_eval_examples=lay.limits["max_eval_examples"],
+                                  max_length=opts.get("max_length", 128), latency=opts.get("latency", True),
+                                  compile=opts.get("compile"))
+        report.write(folder)
+        report.print_summary()
 
     lay.add("evaluation", opts, run_evaluation, makes_model=False)
 
@@ -352,7 +355,8 @@ def plan(args: CompressArguments) -> Plan:
 
 def finish(run_plan: Plan, folders: dict, command: str | None = None) -> str:
     """DIR/final: the last model stage's files, the report, metrics.json measured on that model, the model card."""
-    from ..compress.report import REPORT_JSON, REPORT_MD, card_metrics
+    from ..benchmark import PARETO_PNG, REPORT_JSON, REPORT_MD, Report
+    from ..compress.report import card_metrics
     from ..hub.card import render_model_card
     from ..record import save_metrics
 
@@ -362,33 +366,17 @@ def finish(run_plan: Plan, folders: dict, command: str | None = None) -> str:
     report = None
     if run_plan.evaluate:
         evaluation = folders["evaluation"]
-        extra = [os.path.join(evaluation, REPORT_MD), os.path.join(evaluation, REPORT_JSON)]
-        import json
-
-        with open(extra[1]) as f:
-            report = json.load(f)
+        extra = [os.path.join(evaluation, name) for name in (REPORT_MD, REPORT_JSON, PARETO_PNG)
+                 if os.path.isfile(os.path.join(evaluation, name))]
+        report = Report.read(evaluation)
     write_final(source, final, extra)
     if report is not None:
         save_metrics(final, card_metrics(report, command))
-        _mark_inherited_metrics(final)
     text = render_model_card(final)
     with open(os.path.join(final, "README.md.tmp"), "w") as f:
         f.write(text)
     os.replace(os.path.join(final, "README.md.tmp"), os.path.join(final, "README.md"))
     return final
-
-
-def _mark_inherited_metrics(final: str) -> None:
-    """The teacher/student figures compression_config.json carries from the distillation stage describe that
-    stage's model, not the final one: keep them under their stage's name so the card (which merges them under
-    metrics.json's) shows only what was measured on the final folder."""
-    from ..record import CompressionConfig
-
-    record = CompressionConfig.load_or_new(final)
-    inherited = {side: record.metrics.pop(side) for side in ("teacher", "student", "compressed") if side in record.metrics}
-    if inherited:
-        record.metrics["distillation_stage"] = inherited
-        record.save_pretrained(final)
 
 
 def run(args: CompressArguments, push: PushOptions) -> int:
