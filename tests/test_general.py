@@ -178,7 +178,7 @@ def test_general_distillation_from_the_teacher_fine_tuned_on_a_task(tmp_path, te
 
     out = tmp_path / "general"
     command = ["distill", "--general", "--teacher", str(teacher_dir), "--teacher_task", "rotten_tomatoes",
-               "--max_train_examples", "32", "--teacher_epochs", "3", "--teacher_learning_rate", "0.01", "--student_layers", "2",
+               "--max_train_examples", "64", "--teacher_epochs", "1", "--teacher_learning_rate", "0.01", "--student_layers", "2",
                "--max_steps", "2", "--learning_rate", "0", "--corpus", "rotten_tomatoes", "--corpus_max_texts", "40",
                "--max_length", "32", "--per_device_train_batch_size", "4", "--output_dir", str(out),
                "--disable_tqdm", "true", "--use_cpu", "true"]
