@@ -20,7 +20,7 @@ from .callbacks import SaveOnInterruptCallback
 from .config import DistillationConfig
 from .errors import BertliteError
 from .layer_map import resolve_layer_map
-from .losses import UNLABELLED, attention_loss, hard_label_loss, hidden_state_loss, soft_logits_loss
+from .losses import UNLABELLED, attention_loss, combine_layer_losses, hard_label_loss, hidden_state_loss, soft_logits_loss
 from .student import check_same_vocabulary
 
 PROJECTIONS_FILE = "bertlite_projections.safetensors"
@@ -64,7 +64,7 @@ class DistillationTrainer(Trainer):
     """Trains `model` (the student) to imitate `teacher_model`.
 
     Loss = logit_weight * KL(soft logits, T) + hard_label_weight * CE(labels) + embedding_weight * L(embeddings)
-         + hidden_weight * mean over mapped layers L(hidden) + attention_weight * mean over mapped layers L(attention)
+         + hidden_weight * mean (or sum) over mapped layers L(hidden) + attention_weight * mean (or sum) over mapped layers L(attention)
     Each component is logged as `loss_<name>`.
     """
 
@@ -162,11 +162,11 @@ class DistillationTrainer(Trainer):
             losses = [hidden_state_loss(student_out.hidden_states[s], teacher_out.hidden_states[t], mask, args.hidden_loss,
                                         self.projections[f"layer_{s}"] if f"layer_{s}" in self.projections else None)
                       for s, t in self.layer_pairs]
-            parts["hidden"] = (args.hidden_weight, torch.stack(losses).mean())
+            parts["hidden"] = (args.hidden_weight, combine_layer_losses(losses, args.layer_loss_reduction))
         if want_attn:
             losses = [attention_loss(student_out.attentions[s - 1], teacher_out.attentions[t - 1], mask, args.attention_loss)
                       for s, t in self.layer_pairs]
-            parts["attention"] = (args.attention_weight, torch.stack(losses).mean())
+            parts["attention"] = (args.attention_weight, combine_layer_losses(losses, args.layer_loss_reduction))
         if not parts:
             raise BertliteError(f"No loss component is active in stage {stage!r}: check the loss weights.")
 

@@ -179,3 +179,18 @@ def test_cli_default_batches_group_lengths_and_pad_less(tmp_path):
     padded_random, real_random, _ = epoch_tokens(train_sampling_strategy="random")
     assert real == real_random == sum(len(x) for x in dataset["input_ids"])
     assert padded < 0.9 * padded_random
+
+
+def test_layer_loss_sum_is_the_mean_times_the_mapped_layers(tmp_path):
+    teacher = tiny_model(seed=0)
+    batch = pad_collate([tiny_dataset()[i] for i in range(4)])
+    losses = {}
+    for reduction in ("mean", "sum"):
+        student = build_student(teacher, num_layers=2, hidden_size=16, num_attention_heads=2, intermediate_size=32, seed=1)
+        torch.manual_seed(0)  # the same projections for both reductions
+        trainer = make_trainer(tmp_path / reduction, student=student, teacher=teacher, logit_weight=0.0, hard_label_weight=0.0,
+                               embedding_weight=0.0, attention_weight=0.0, layer_loss_reduction=reduction)
+        trainer.model.train()  # the tiny config has no dropout, so both passes see the same student outputs
+        losses[reduction] = trainer.compute_loss(trainer.model, batch).item()
+    assert len(trainer.layer_pairs) == 2 and losses["mean"] > 0
+    assert losses["sum"] == pytest.approx(2 * losses["mean"], rel=1e-5)
