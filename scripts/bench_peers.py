@@ -55,6 +55,13 @@ PEER = {"epochs": 3, "lr": 1e-4, "weight_decay": 0.01, "warmup": 0.1, "temperatu
 BUILTIN = ("peer", "defaults", "sft")
 
 
+def fresh_student(setup: dict, depth: int, seed: int) -> torch.nn.Module:
+    """The shared start of every recipe. The teacher object is shared and DistillationTrainer freezes it, so the
+    student copied from it is made trainable again."""
+    torch.manual_seed(seed)
+    return build_student(setup["teacher"], num_layers=depth, seed=seed).requires_grad_(True).train()
+
+
 # ----- recipes ---------------------------------------------------------------------------------------------------
 def peer_matches(depth: int, teacher_layers: int) -> list[tuple[int, int]]:
     """(student, teacher) hidden-state indices of TextBrewer's examples: the embeddings, then every k-th layer."""
@@ -82,8 +89,7 @@ def run_peer(setup: dict, depth: int, seed: int) -> torch.nn.Module:
         return {"logits": outputs.logits, "hidden": list(outputs.hidden_states), "inputs_mask": batch["attention_mask"]}
 
     teacher = setup["teacher"]
-    torch.manual_seed(seed)
-    student = build_student(teacher, num_layers=depth, seed=seed)
+    student = fresh_student(setup, depth, seed)
     matches = [{"layer_T": t, "layer_S": s, "feature": "hidden", "loss": "hidden_mse", "weight": 1}
                for s, t in peer_matches(depth, teacher.config.num_hidden_layers)]
     distill_config = TBDistillationConfig(temperature=PEER["temperature"], kd_loss_type="ce", kd_loss_weight=1,
@@ -117,7 +123,7 @@ def defaults_config(out: str, seed: int, fields: dict, steps: int | None) -> Dis
 def run_bertlite(setup: dict, depth: int, seed: int, fields: dict, steps: int | None) -> torch.nn.Module:
     with tempfile.TemporaryDirectory(prefix="bench-peers-bl-") as tmp:
         config = defaults_config(tmp, seed, fields, steps)
-        student = build_student(setup["teacher"], num_layers=depth, seed=seed)
+        student = fresh_student(setup, depth, seed)
         trainer = DistillationTrainer(model=student, teacher_model=setup["teacher"], args=config, train_dataset=setup["train"],
                                       data_collator=DataCollatorWithPadding(setup["tokenizer"]))
         trainer.train()
@@ -132,7 +138,7 @@ def run_sft(setup: dict, depth: int, seed: int, steps: int | None) -> torch.nn.M
                                  per_device_train_batch_size=d.per_device_train_batch_size, warmup_steps=d.warmup_steps,
                                  weight_decay=d.weight_decay, train_sampling_strategy=d.train_sampling_strategy, eval_strategy="no",
                                  save_strategy="no", logging_steps=100, seed=seed, report_to="none", disable_tqdm=True)
-        student = build_student(setup["teacher"], num_layers=depth, seed=seed)
+        student = fresh_student(setup, depth, seed)
         trainer = Trainer(model=student, args=args, train_dataset=setup["train"], data_collator=DataCollatorWithPadding(setup["tokenizer"]))
         trainer.train()
     return trainer.model
