@@ -186,8 +186,9 @@ def save_json(path: str, data: dict) -> None:
 def fmt(values: list[float]) -> str:
     if not values:
         return "–"
-    spread = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{100 * statistics.mean(values):.2f} ± {100 * spread:.2f}"
+    if len(values) == 1:  # no spread to show, and 0.00 would read as a measured one
+        return f"{100 * values[0]:.2f} (1 seed)"
+    return f"{100 * statistics.mean(values):.2f} ± {100 * statistics.stdev(values):.2f}"
 
 
 def paired(rows: dict, recipe: str, other: str) -> str:
