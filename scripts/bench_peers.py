@@ -198,7 +198,9 @@ def paired(rows: dict, recipe: str, other: str) -> str:
         return "–"
     diffs = [rows[recipe][s]["accuracy"] - rows[other][s]["accuracy"] for s in seeds]
     each = " / ".join(f"{100 * d:+.2f}" for d in diffs)
-    return f"{fmt(diffs)} ({each})" if len(diffs) > 1 else each
+    if len(diffs) == 1:
+        return each
+    return f"{100 * statistics.mean(diffs):+.2f} ± {100 * statistics.stdev(diffs):.2f} ({each})"
 
 
 def table(results: dict, recipes: list[tuple[str, str]], depths: list[int], modes: list[str], split: str, data: str,
