@@ -28,6 +28,9 @@ def __getattr__(name):
     if name in _LAZY:
         import importlib
 
+        from ._quiet import install
+
+        install()  # two known, harmless log lines of optional dependencies (torchao via transformers): see _quiet
         module, attr = _LAZY[name]
         return getattr(importlib.import_module(module), attr)
     raise AttributeError(f"module 'bertlite' has no attribute {name!r}")

@@ -5,7 +5,8 @@ import math
 import pytest
 import torch
 
-from bertlite.distillation.losses import attention_loss, hard_label_loss, hidden_state_loss, soft_logits_loss
+from bertlite.distillation.losses import attention_loss, combine_layer_losses, hard_label_loss, hidden_state_loss, soft_logits_loss
+from bertlite.errors import BertliteError
 
 
 def test_soft_logits_zero_when_equal_and_positive_otherwise():
@@ -105,3 +106,20 @@ def test_hard_label_loss_ignores_unlabelled_examples_and_scales_by_their_share()
     # The second example is augmented (label -100): only the first counts, weighted by its share of the batch.
     assert hard_label_loss(logits, torch.tensor([0, -100])).item() == pytest.approx(ce0 / 2, rel=1e-6)
     assert hard_label_loss(logits, torch.tensor([-100, -100])).item() == 0.0
+
+
+def test_layer_losses_mean_or_sum_match_hand_values():
+    losses = [torch.tensor(0.5), torch.tensor(1.0), torch.tensor(3.0)]
+    assert combine_layer_losses(losses, "mean").item() == pytest.approx(1.5)
+    assert combine_layer_losses(losses, "sum").item() == pytest.approx(4.5)
+    zeros = [hidden_state_loss(h, h.clone()) for h in torch.randn(3, 2, 4, 8)]  # student equals teacher at every layer
+    assert combine_layer_losses(zeros, "sum").item() == pytest.approx(0.0, abs=1e-7)
+    with pytest.raises(ValueError, match="mean"):
+        combine_layer_losses(losses, "max")
+
+
+def test_config_rejects_unknown_layer_reduction(tmp_path):
+    from bertlite import DistillationConfig
+
+    with pytest.raises(BertliteError, match="layer_loss_reduction"):
+        DistillationConfig(output_dir=str(tmp_path), layer_loss_reduction="median", report_to="none")

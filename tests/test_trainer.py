@@ -202,3 +202,18 @@ def test_gradient_accumulation_gives_the_update_of_one_big_batch(tmp_path):
     accumulated = trained(per_device_train_batch_size=4, gradient_accumulation_steps=2)
     for name, value in big.items():
         torch.testing.assert_close(accumulated[name], value, atol=1e-5, rtol=1e-4, msg=name)
+
+
+def test_layer_loss_sum_is_the_mean_times_the_mapped_layers(tmp_path):
+    teacher = tiny_model(seed=0)
+    batch = pad_collate([tiny_dataset()[i] for i in range(4)])
+    losses = {}
+    for reduction in ("mean", "sum"):
+        student = build_student(teacher, num_layers=2, hidden_size=16, num_attention_heads=2, intermediate_size=32, seed=1)
+        torch.manual_seed(0)  # the same projections for both reductions
+        trainer = make_trainer(tmp_path / reduction, student=student, teacher=teacher, logit_weight=0.0, hard_label_weight=0.0,
+                               embedding_weight=0.0, attention_weight=0.0, layer_loss_reduction=reduction)
+        trainer.model.train()  # the tiny config has no dropout, so both passes see the same student outputs
+        losses[reduction] = trainer.compute_loss(trainer.model, batch).item()
+    assert len(trainer.layer_pairs) == 2 and losses["mean"] > 0
+    assert losses["sum"] == pytest.approx(2 * losses["mean"], rel=1e-5)

@@ -9,6 +9,7 @@ from transformers import TrainingArguments
 
 from ..errors import BertliteError
 from .layer_map import parse_layer_map
+from .losses import LAYER_REDUCTIONS
 
 TEACHER_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -24,6 +25,7 @@ class DistillationConfig(TrainingArguments):
     embedding_weight: float = field(default=0.0, metadata={"help": "Weight of the loss between student and teacher embedding outputs."})
     hidden_weight: float = field(default=1.0, metadata={"help": "Weight of the hidden-state loss over the mapped layers."})
     attention_weight: float = field(default=0.0, metadata={"help": "Weight of the attention-map loss over the mapped layers (needs eager attention; slower)."})
+    layer_loss_reduction: str = field(default="mean", metadata={"help": "How the hidden-state and attention losses of the mapped layers are combined: 'mean' (the weight is that of the whole stack) or 'sum' (each layer pair has the full weight, as TextBrewer's intermediate matches)."})
     layer_map: str = field(default="uniform", metadata={"help": "Teacher layer each student layer learns from: 'uniform' (layer m <- m*N/M), 'last', 'first', or pairs '1:2,2:4,3:6' (student:teacher, 1-based)."})
     hidden_loss: str = field(default="mse", metadata={"help": "Hidden-state distance: 'mse' (TinyBERT) or 'cosine' (DistilBERT)."})
     attention_loss: str = field(default="kl", metadata={"help": "Attention distance: 'kl' (MiniLM) or 'mse' (TinyBERT)."})
@@ -49,6 +51,8 @@ class DistillationConfig(TrainingArguments):
             raise BertliteError(f"hidden_loss must be 'mse' or 'cosine', got {self.hidden_loss!r}.")
         if self.attention_loss not in ("kl", "mse"):
             raise BertliteError(f"attention_loss must be 'kl' or 'mse', got {self.attention_loss!r}.")
+        if self.layer_loss_reduction not in LAYER_REDUCTIONS:
+            raise BertliteError(f"layer_loss_reduction must be 'mean' or 'sum', got {self.layer_loss_reduction!r}.")
         if not 0 < self.stage_one_fraction < 1:
             raise BertliteError(f"stage_one_fraction must be in (0, 1), got {self.stage_one_fraction}.")
         if self.two_stage and self.embedding_weight + self.hidden_weight + self.attention_weight == 0:

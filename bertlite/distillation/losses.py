@@ -106,3 +106,16 @@ def attention_loss(student_attention: torch.Tensor, teacher_attention: torch.Ten
         both = rows * cols
         return ((s - t).pow(2) * both).sum() / (both.sum() * heads).clamp_min(1.0)
     raise ValueError(f"unknown attention loss {kind!r}; use 'kl' or 'mse'")
+
+
+LAYER_REDUCTIONS = ("mean", "sum")
+
+
+def combine_layer_losses(losses: list[torch.Tensor], reduction: str = "mean") -> torch.Tensor:
+    """One loss from the per-layer losses of the mapped layers. mean: the weight is the weight of the whole
+    stack, whatever the depth; sum: each matched layer weighs as much as one logit loss (TextBrewer's
+    intermediate matches), so a deeper student gets more intermediate signal."""
+    if reduction not in LAYER_REDUCTIONS:
+        raise ValueError(f"unknown layer reduction {reduction!r}; use 'mean' or 'sum'")
+    stacked = torch.stack(losses)
+    return stacked.sum() if reduction == "sum" else stacked.mean()

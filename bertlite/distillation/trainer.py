@@ -27,7 +27,7 @@ from ..loading import display_name
 from ..record import CompressionConfig
 from .config import DistillationConfig
 from .layer_map import resolve_layer_map
-from .losses import UNLABELLED, attention_loss, hard_label_loss, hidden_state_loss, soft_logits_loss
+from .losses import UNLABELLED, attention_loss, combine_layer_losses, hard_label_loss, hidden_state_loss, soft_logits_loss
 from .student import check_same_vocabulary
 
 _CHECKPOINT_FOLDER = re.compile(rf"^{PREFIX_CHECKPOINT_DIR}-\d+$")
@@ -117,7 +117,7 @@ class DistillationTrainer(Trainer):
     """Trains `model` (the student) to imitate `teacher_model`.
 
     Loss = logit_weight * KL(soft logits, T) + hard_label_weight * CE(labels) + embedding_weight * L(embeddings)
-         + hidden_weight * mean over mapped layers L(hidden) + attention_weight * mean over mapped layers L(attention)
+         + hidden_weight * mean (or sum) over mapped layers L(hidden) + attention_weight * mean (or sum) over mapped layers L(attention)
     Each component is logged as `loss_<name>`.
     """
 
@@ -251,11 +251,11 @@ class DistillationTrainer(Trainer):
         if want_hidden and args.hidden_weight > 0:
             losses = [hidden_state_loss(student_hidden[s], teacher_out.hidden_states[t], mask, args.hidden_loss)
                       for s, t in self.layer_pairs]
-            parts["hidden"] = (args.hidden_weight, torch.stack(losses).mean())
+            parts["hidden"] = (args.hidden_weight, combine_layer_losses(losses, args.layer_loss_reduction))
         if want_attn:
             losses = [attention_loss(student_out.attentions[s - 1], teacher_out.attentions[t - 1], mask, args.attention_loss)
                       for s, t in self.layer_pairs]
-            parts["attention"] = (args.attention_weight, torch.stack(losses).mean())
+            parts["attention"] = (args.attention_weight, combine_layer_losses(losses, args.layer_loss_reduction))
         if not parts:
             raise BertliteError(f"No loss component is active in stage {stage!r}: check the loss weights.")
 

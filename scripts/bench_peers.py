@@ -1,0 +1,331 @@
+"""bertlite's distillation side by side with a peer tool, on one split, one teacher and one student initialisation.
+
+Recipes (each for the 3-layer and/or 2-layer student `build_student(teacher, num_layers=N, seed=seed)`):
+  peer      TextBrewer 0.2.1 `GeneralDistiller` with its example recipe: hidden-state MSE on matched layers including
+            the embeddings (3 layers: (0,0),(1,2),(2,4),(3,6); 2 layers: (0,0),(1,3),(2,6); weight 1 each, summed),
+            soft cross-entropy at T=4 with weight 1, no hard labels; AdamW lr 1e-4, weight decay 0.01 except biases and
+            LayerNorm, linear schedule with 10% warm-up, batch 32, 3 epochs, random batches, max length 128
+            (needs the optional extra: pip install 'bertlite[peers]')
+  defaults  `bertlite distill` defaults (DistillTrainingArguments: 2 epochs, lr 1e-4, batch 32, 10% warm-up,
+            group_by_length, the DistillationConfig loss defaults)
+  sft       shrink and fine-tune: the same student start, labels only, plain Trainer, the defaults' optimisation
+  NAME      --candidate NAME:field=value,field=value: the defaults with DistillationConfig/DistillTrainingArguments
+            fields changed (values parsed as `bertlite distill --field value`)
+
+Each recipe runs at its own default length; --equal-steps adds runs of every recipe for the peer's number of
+optimizer steps. Accuracy is read on the validation split unless --split test (read the test split once, for the
+setting chosen on validation). Every run is cached in OUTPUT_DIR/results.json under (recipe, depth, seed, split,
+steps, data size), so an interrupted benchmark resumes and --merge adds runs made elsewhere.
+
+    python scripts/bench_peers.py --max-train-examples 256 --max-eval-examples 128 --seeds 0 --depths 3   # smoke run
+    python scripts/bench_peers.py --depths 3 --seeds 0,1,2 \\
+        --candidate tb_like:temperature=4,logit_weight=0.0625,hard_label_weight=0,embedding_weight=1,layer_loss_reduction=sum,num_train_epochs=3
+    python scripts/bench_peers.py --depths 3,2 --seeds 0,1,2,3,4 --equal-steps
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shlex
+import statistics
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # runs from a checkout without install
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import torch  # noqa: E402
+from transformers import (AutoModelForSequenceClassification, DataCollatorWithPadding, Trainer, TrainingArguments,  # noqa: E402
+                          get_linear_schedule_with_warmup)
+
+from bertlite import DistillationTrainer, build_student, finetuned_teacher  # noqa: E402
+from bertlite.cli.distill import DistillTrainingArguments  # noqa: E402
+from bertlite.data import load_task, tokenize  # noqa: E402
+from bertlite.evaluation import accuracy  # noqa: E402
+from bertlite.loading import load_tokenizer  # noqa: E402
+
+TASK = "rotten_tomatoes"
+MAX_LENGTH = 128
+BATCH = 32
+PEER = {"epochs": 3, "lr": 1e-4, "weight_decay": 0.01, "warmup": 0.1, "temperature": 4.0}
+BUILTIN = ("peer", "defaults", "sft")
+
+
+def fresh_student(setup: dict, depth: int, seed: int) -> torch.nn.Module:
+    """The shared start of every recipe. The teacher object is shared and DistillationTrainer freezes it, so the
+    student copied from it is made trainable again."""
+    torch.manual_seed(seed)
+    return build_student(setup["teacher"], num_layers=depth, seed=seed).requires_grad_(True).train()
+
+
+# ----- recipes ---------------------------------------------------------------------------------------------------
+def peer_matches(depth: int, teacher_layers: int) -> list[tuple[int, int]]:
+    """(student, teacher) hidden-state indices of TextBrewer's examples: the embeddings, then every k-th layer."""
+    return [(0, 0)] + [(i, round(i * teacher_layers / depth)) for i in range(1, depth + 1)]
+
+
+def peer_import_error() -> str | None:
+    try:
+        import textbrewer  # noqa: F401
+    except Exception as err:  # an old tensorboard or a missing one fails at import time too
+        return f"{type(err).__name__}: {err}"
+    return None
+
+
+def run_peer(setup: dict, depth: int, seed: int) -> torch.nn.Module:
+    """TextBrewer's GeneralDistiller, configured as in its examples; no checkpoints are written."""
+    from textbrewer import DistillationConfig as TBDistillationConfig
+    from textbrewer import GeneralDistiller, TrainingConfig
+
+    class Distiller(GeneralDistiller):
+        def save_and_callback(self, global_step, step, epoch, callback):  # the benchmark keeps the model in memory
+            pass
+
+    def adaptor(batch, outputs):  # transformers v5 outputs -> the names TextBrewer reads
+        return {"logits": outputs.logits, "hidden": list(outputs.hidden_states), "inputs_mask": batch["attention_mask"]}
+
+    teacher = setup["teacher"]
+    student = fresh_student(setup, depth, seed)
+    matches = [{"layer_T": t, "layer_S": s, "feature": "hidden", "loss": "hidden_mse", "weight": 1}
+               for s, t in peer_matches(depth, teacher.config.num_hidden_layers)]
+    distill_config = TBDistillationConfig(temperature=PEER["temperature"], kd_loss_type="ce", kd_loss_weight=1,
+                                          hard_label_weight=0, intermediate_matches=matches)
+    no_decay = ("bias", "LayerNorm.weight")
+    groups = [{"params": [p for n, p in student.named_parameters() if not any(k in n for k in no_decay)], "weight_decay": PEER["weight_decay"]},
+              {"params": [p for n, p in student.named_parameters() if any(k in n for k in no_decay)], "weight_decay": 0.0}]
+    optimizer = torch.optim.AdamW(groups, lr=PEER["lr"])
+    collate = DataCollatorWithPadding(setup["tokenizer"])
+    loader = torch.utils.data.DataLoader(setup["train"], batch_size=BATCH, shuffle=True, collate_fn=collate,
+                                         generator=torch.Generator().manual_seed(seed))
+    steps = PEER["epochs"] * len(loader)
+    with tempfile.TemporaryDirectory(prefix="bench-peers-tb-") as tmp:
+        distiller = Distiller(TrainingConfig(device="cpu", output_dir=tmp, log_dir=None), distill_config, teacher, student, adaptor, adaptor)
+        with distiller:
+            distiller.train(optimizer, loader, num_epochs=PEER["epochs"], scheduler_class=get_linear_schedule_with_warmup,
+                            scheduler_args={"num_warmup_steps": int(PEER["warmup"] * steps), "num_training_steps": steps},
+                            batch_postprocessor=lambda b: {k: v for k, v in b.items() if k != "labels"},
+                            output_hidden_states=True)
+    return student
+
+
+def defaults_config(out: str, seed: int, fields: dict, steps: int | None) -> DistillTrainingArguments:
+    """`bertlite distill`'s training arguments with the benchmark's bookkeeping off (no checkpoints, no per-epoch
+    evaluation, no progress bar); `steps` overrides the length for the equal-steps comparison."""
+    length = {"max_steps": steps} if steps else {}
+    return DistillTrainingArguments(output_dir=out, seed=seed, report_to="none", save_strategy="no", eval_strategy="no",
+                                    save_on_interrupt=False, disable_tqdm=True, logging_steps=100, **{**fields, **length})
+
+
+def run_bertlite(setup: dict, depth: int, seed: int, fields: dict, steps: int | None) -> torch.nn.Module:
+    with tempfile.TemporaryDirectory(prefix="bench-peers-bl-") as tmp:
+        config = defaults_config(tmp, seed, fields, steps)
+        student = fresh_student(setup, depth, seed)
+        trainer = DistillationTrainer(model=student, teacher_model=setup["teacher"], args=config, train_dataset=setup["train"],
+                                      data_collator=DataCollatorWithPadding(setup["tokenizer"]))
+        trainer.train()
+    return trainer.model
+
+
+def run_sft(setup: dict, depth: int, seed: int, steps: int | None) -> torch.nn.Module:
+    """Labels only, from the distilled students' own start, with the defaults' optimisation settings."""
+    with tempfile.TemporaryDirectory(prefix="bench-peers-sft-") as tmp:
+        d = defaults_config(tmp, seed, {}, steps)
+        args = TrainingArguments(output_dir=tmp, num_train_epochs=d.num_train_epochs, max_steps=d.max_steps, learning_rate=d.learning_rate,
+                                 per_device_train_batch_size=d.per_device_train_batch_size, warmup_steps=d.warmup_steps,
+                                 weight_decay=d.weight_decay, train_sampling_strategy=d.train_sampling_strategy, eval_strategy="no",
+                                 save_strategy="no", logging_steps=100, seed=seed, report_to="none", disable_tqdm=True)
+        student = fresh_student(setup, depth, seed)
+        trainer = Trainer(model=student, args=args, train_dataset=setup["train"], data_collator=DataCollatorWithPadding(setup["tokenizer"]))
+        trainer.train()
+    return trainer.model
+
+
+def own_steps(recipe: str, fields: dict, steps_per_epoch: int) -> int:
+    """Optimizer steps of a recipe at its own default length (what Trainer or TextBrewer would run)."""
+    if recipe == "peer":
+        return PEER["epochs"] * steps_per_epoch
+    config = defaults_config(tempfile.gettempdir(), 0, fields, None)
+    if config.max_steps and config.max_steps > 0:
+        return config.max_steps
+    return math.ceil(config.num_train_epochs * steps_per_epoch)
+
+
+# ----- candidates, cache -----------------------------------------------------------------------------------------
+def parse_candidate(text: str) -> tuple[str, dict, str]:
+    """NAME:field=value,field=value -> (name, typed fields, the spec as given)."""
+    from bench_distill import parse_overrides  # the same FIELD=VALUE parsing as `bench_distill.py --set`
+
+    name, _, spec = text.partition(":")
+    if not name or name in BUILTIN or not spec:
+        raise SystemExit(f"--candidate {text!r}: expected NAME:field=value,... with a NAME other than {', '.join(BUILTIN)}")
+    try:
+        config, job = parse_overrides(spec.split(","))
+    except SystemExit as err:
+        raise SystemExit(f"--candidate {text!r}: {err}") from None
+    if job:
+        raise SystemExit(f"--candidate {text!r}: only training/loss fields can change here, not {sorted(job)}")
+    return name, config, spec
+
+
+def cache_key(recipe: str, spec: str, depth: int, seed: int, split: str, steps: int, data: str) -> str:
+    return f"{recipe}{'[' + spec + ']' if spec else ''}|d{depth}|s{seed}|{split}|{steps}steps|{data}"
+
+
+def save_json(path: str, data: dict) -> None:
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(data, f, indent=1, sort_keys=True)
+    os.replace(tmp, path)  # a Ctrl-C never leaves half a cache
+
+
+# ----- report ------------------------------------------------------------------------------------------------------
+def fmt(values: list[float]) -> str:
+    if not values:
+        return "–"
+    if len(values) == 1:  # no spread to show, and 0.00 would read as a measured one
+        return f"{100 * values[0]:.2f} (1 seed)"
+    return f"{100 * statistics.mean(values):.2f} ± {100 * statistics.stdev(values):.2f}"
+
+
+def paired(rows: dict, recipe: str, other: str) -> str:
+    """Per-seed difference recipe − other (points) over the seeds both have, then their mean ± std."""
+    seeds = sorted(set(rows.get(recipe, {})) & set(rows.get(other, {})))
+    if recipe == other or not seeds:
+        return "–"
+    diffs = [rows[recipe][s]["accuracy"] - rows[other][s]["accuracy"] for s in seeds]
+    each = " / ".join(f"{100 * d:+.2f}" for d in diffs)
+    if len(diffs) == 1:
+        return each
+    return f"{100 * statistics.mean(diffs):+.2f} ± {100 * statistics.stdev(diffs):.2f} ({each})"
+
+
+def table(results: dict, recipes: list[tuple[str, str]], depths: list[int], modes: list[str], split: str, data: str,
+          steps_for: dict) -> str:
+    lines = [f"| student | length | recipe | steps | {split} accuracy per seed | mean ± std | − peer, paired per seed | "
+             "− sft, paired per seed | training wall (min, mean) |", "|---|---|---|---|---|---|---|---|---|"]
+    for depth in depths:
+        for mode in modes:
+            rows = {recipe: {e["seed"]: e for e in results.values()
+                             if e.get("recipe") == recipe and e.get("spec") == spec and e["depth"] == depth and e["split"] == split
+                             and e["steps"] == steps_for[(recipe, mode)] and e["data"] == data}
+                    for recipe, spec in recipes}
+            for recipe, _ in recipes:
+                found = rows[recipe]
+                if not found:
+                    continue
+                seeds = sorted(found)
+                accs = [found[s]["accuracy"] for s in seeds]
+                per_seed = " / ".join(f"{s}: {100 * a:.2f}" for s, a in zip(seeds, accs))
+                wall = statistics.mean(found[s]["wall_s"] for s in seeds) / 60
+                lines.append(f"| {depth} layers | {mode} | {recipe} | {steps_for[(recipe, mode)]} | {per_seed} | {fmt(accs)} | "
+                             f"{paired(rows, recipe, 'peer')} | {paired(rows, recipe, 'sft')} | {wall:.1f} |")
+    return "\n".join(lines)
+
+
+# ----- main --------------------------------------------------------------------------------------------------------
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--teacher", default="bench-out/teacher", metavar="DIR",
+                        help="fine-tuned teacher folder, used as is; if it does not exist one is fine-tuned into it as `bertlite distill` does "
+                             "(all-MiniLM-L6-v2, 2 epochs, lr 1e-4, seed 42; on the --max-train-examples slice if given)")
+    parser.add_argument("--depths", default="3,2", help="student depths, comma-separated (default 3,2)")
+    parser.add_argument("--seeds", default="0,1,2,3,4", help="comma-separated seeds (default 0,1,2,3,4)")
+    parser.add_argument("--recipes", default="peer,defaults,sft", help="built-in recipes to run: peer, defaults, sft")
+    parser.add_argument("--candidate", action="append", default=[], metavar="NAME:field=value,...",
+                        help="a bertlite recipe: the defaults with DistillationConfig fields changed; repeatable")
+    parser.add_argument("--equal-steps", action="store_true", help="also run every recipe for the peer's number of optimizer steps")
+    parser.add_argument("--split", default="validation", choices=("validation", "test"),
+                        help="where accuracy is read (test: once, for the setting chosen on validation)")
+    parser.add_argument("--output-dir", default="bench-out/peers")
+    parser.add_argument("--merge", action="append", default=[], metavar="JSON", help="add the runs cached in another results.json")
+    parser.add_argument("--max-train-examples", type=int, default=None, help="a slice of the training data (smoke runs)")
+    parser.add_argument("--max-eval-examples", type=int, default=None, help="a slice of the evaluation split (smoke runs)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    parser.add_argument("--report-only", action="store_true", help="print the table of the cached runs, train nothing")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    depths = [int(d) for d in args.depths.split(",")]
+    seeds = [int(s) for s in args.seeds.split(",")]
+    recipes = [(r.strip(), "") for r in args.recipes.split(",") if r.strip()]
+    unknown = [r for r, _ in recipes if r not in BUILTIN]
+    if unknown:
+        raise SystemExit(f"--recipes: unknown {unknown}; use {', '.join(BUILTIN)} (and --candidate for others)")
+    candidates = {}
+    for text in args.candidate:
+        name, fields, spec = parse_candidate(text)
+        candidates[name] = fields
+        recipes.append((name, spec))
+    if any(r == "peer" for r, _ in recipes) and (problem := peer_import_error()):
+        print(f"TextBrewer is not available ({problem}); skipping the peer (install it with: pip install 'bertlite[peers]').")
+        recipes = [(r, s) for r, s in recipes if r != "peer"]
+
+    os.makedirs(args.output_dir, exist_ok=True)
+    cache_path = os.path.join(args.output_dir, "results.json")
+    results = json.load(open(cache_path)) if os.path.isfile(cache_path) else {}
+    for other in args.merge:
+        with open(other) as f:
+            results.update({k: v for k, v in json.load(f).items() if k not in results})
+    command = "python " + " ".join(shlex.quote(a) for a in sys.argv)
+
+    dsd, _ = load_task(TASK, max_train_examples=args.max_train_examples, max_eval_examples=args.max_eval_examples)
+    data = f"train{len(dsd['train'])}-eval{len(dsd[args.split])}"
+    steps_per_epoch = math.ceil(len(dsd["train"]) / BATCH)
+    modes = ["own"] + (["equal"] if args.equal_steps else [])
+    steps_for = {}
+    for recipe, _ in recipes:
+        steps_for[(recipe, "own")] = own_steps(recipe, candidates.get(recipe, {}), steps_per_epoch)
+        steps_for[(recipe, "equal")] = PEER["epochs"] * steps_per_epoch
+
+    setup = None
+    if not args.report_only:
+        teacher_path = args.teacher
+        if not os.path.isfile(os.path.join(args.teacher, "config.json")):  # an existing folder is used as is, never refit
+            print(f"No teacher in {args.teacher}: fine-tuning one as the quick start does (2 epochs, lr 1e-4, seed 42).")
+            teacher_path = finetuned_teacher("minilm", TASK, args.teacher, seed=42, max_train_examples=args.max_train_examples)
+        tokenizer = load_tokenizer(teacher_path)
+        teacher = AutoModelForSequenceClassification.from_pretrained(teacher_path).eval()
+        setup = {"teacher": teacher, "tokenizer": tokenizer, "train": tokenize(dsd, tokenizer, MAX_LENGTH)["train"]}
+        teacher_key = f"teacher|{args.split}|{data}"
+        if teacher_key not in results:
+            results[teacher_key] = {"key": teacher_key, "accuracy": accuracy(teacher, tokenizer, dsd[args.split]), "path": teacher_path}
+            save_json(cache_path, results)
+        print(f"teacher {teacher_path}: {args.split} accuracy {100 * results[teacher_key]['accuracy']:.2f}", flush=True)
+
+        for seed in seeds:  # seed-major: an interrupted run still has every recipe for the first seeds
+            for depth in depths:
+                for mode in modes:
+                    for recipe, spec in recipes:
+                        steps = steps_for[(recipe, mode)]
+                        key = cache_key(recipe, spec, depth, seed, args.split, steps, data)
+                        if key in results:
+                            continue
+                        start = time.perf_counter()
+                        if recipe == "peer":
+                            model = run_peer(setup, depth, seed)  # its steps are the equal-steps length
+                        elif recipe == "sft":
+                            model = run_sft(setup, depth, seed, steps if mode == "equal" else None)
+                        else:
+                            model = run_bertlite(setup, depth, seed, candidates.get(recipe, {}), steps if mode == "equal" else None)
+                        wall = time.perf_counter() - start
+                        acc = accuracy(model.eval(), tokenizer, dsd[args.split])
+                        results[key] = {"key": key, "recipe": recipe, "spec": spec, "depth": depth, "seed": seed, "split": args.split,
+                                        "steps": steps, "data": data, "accuracy": acc, "wall_s": round(wall, 1), "command": command}
+                        save_json(cache_path, results)
+                        print(f"{recipe:>10s} {depth} layers seed {seed} {mode:5s} ({steps} steps): {args.split} accuracy "
+                              f"{100 * acc:.2f}, {wall / 60:.1f} min", flush=True)
+
+    teacher_acc = results.get(f"teacher|{args.split}|{data}", {}).get("accuracy")
+    print(f"\n{command}\n")
+    if teacher_acc is not None:
+        print(f"Teacher ({args.teacher}): {args.split} accuracy {100 * teacher_acc:.2f}\n")
+    print(table(results, recipes, depths, modes, args.split, data, steps_for))
+    print(f"\nCached runs: {cache_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
