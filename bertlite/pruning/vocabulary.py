@@ -51,7 +51,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import tempfile
 from collections import Counter
 from dataclasses import asdict, dataclass
@@ -380,17 +379,6 @@ def task_texts(task: str, split: str = "train") -> list:
     return list(data["text"])
 
 
-def _replace_folder(scratch: str, output_dir: str) -> None:
-    """Put the finished scratch folder in place with renames, so output_dir is never half written."""
-    if not os.path.exists(output_dir):
-        os.replace(scratch, output_dir)
-        return
-    old = tempfile.mkdtemp(dir=os.path.dirname(output_dir), prefix=f".{os.path.basename(output_dir)}.old-")
-    os.replace(output_dir, os.path.join(old, "previous"))
-    os.replace(scratch, output_dir)
-    shutil.rmtree(old, ignore_errors=True)
-
-
 def prune_vocabulary_folder(model_dir: str, output_dir: str, texts, *, texts_source: str | None = None,
                             extra_texts=None, extra_source: str | None = None, keep_tokens=None, min_count: int = 1,
                             test_texts=None):
@@ -400,8 +388,9 @@ def prune_vocabulary_folder(model_dir: str, output_dir: str, texts, *, texts_sou
     test_texts: when given, the unk share and the pruned-token share on them go into the report and the record.
     Returns (output_dir, VocabularyPruningReport).
     """
-    from ..record import CompressionConfig
     from ..evaluation import folder_size_mb
+    from ..jobs import save_model_folder
+    from ..record import CompressionConfig
     from ..loading import display_name, load_tokenizer, resolve_model_name
     from ..loading import load_model as load_fp32_model
 
@@ -422,22 +411,17 @@ def prune_vocabulary_folder(model_dir: str, output_dir: str, texts, *, texts_sou
                      min_count=min_count, texts=texts_source, extra_texts=extra_source,
                      keep_tokens=len(keep_tokens or ()), unk_share_test=report.unk_share,
                      pruned_token_share_test=report.pruned_token_share)
-    parent = os.path.dirname(output_dir)
-    os.makedirs(parent, exist_ok=True)
-    scratch = tempfile.mkdtemp(dir=parent, prefix=f".{os.path.basename(output_dir)}.tmp-")
-    try:
-        model.save_pretrained(scratch, safe_serialization=True)
-        pruned_tokenizer.save_pretrained(scratch)
-        _write_tokenizer_files(scratch, json.loads(pruned_tokenizer.backend_tokenizer.to_str()),
+
+    def write(staged: str) -> None:  # the rewritten tokenizer files, then the size of the weights as written
+        pruned_tokenizer.save_pretrained(staged)
+        _write_tokenizer_files(staged, json.loads(pruned_tokenizer.backend_tokenizer.to_str()),
                                pruned_tokenizer.convert_ids_to_tokens(list(range(report.kept_size))))
         sizes = {"fp32_mb_before": round(folder_size_mb(source), 2) if os.path.isdir(source) else None,
-                 "fp32_mb_after": round(folder_size_mb(scratch), 2)}
+                 "fp32_mb_after": round(folder_size_mb(staged), 2)}
         history.metrics[METHOD] = {**report.to_dict(), **sizes}
-        history.save_pretrained(scratch)
-        _replace_folder(scratch, output_dir)
-    except BaseException:
-        shutil.rmtree(scratch, ignore_errors=True)
-        raise
+
+    # The one atomic result writer (bertlite.jobs): an interrupted write leaves the old folder or one loaders refuse.
+    save_model_folder(output_dir, model, record=history, write=write)
     return output_dir, report
 
 

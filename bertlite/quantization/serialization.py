@@ -24,6 +24,7 @@ import torch
 
 from ..record import VERSION as __version__
 from ..errors import BertliteError, check_path
+from ..loading import INT8_FORMAT, QUANTIZATION_CONFIG_FILE, is_int8_folder
 from .backends import BACKENDS, get_backend
 from .backends.base import Int8Backend, Int8Settings
 from .backends.onnxruntime_backend import ONNX_FILE, OnnxInt8Model
@@ -49,9 +50,9 @@ from .validation import (
 )
 from .weights import INT8_RANGE, QuantizedWeight
 
-QUANTIZATION_CONFIG_NAME = "quantization_config.json"
+QUANTIZATION_CONFIG_NAME = QUANTIZATION_CONFIG_FILE
 WEIGHTS_NAME = "int8_model.safetensors"
-FORMAT = "bertlite-int8"
+FORMAT = INT8_FORMAT
 FORMAT_VERSION = 1
 INT8_SUFFIXES = ("weight_int8", "weight_scale", "weight_zero_point")
 # Classes are rebuilt by qualified name from a JSON file; only these packages may provide them.
@@ -59,15 +60,8 @@ TRUSTED_CLASS_PREFIXES = ("transformers.", "bertlite.")
 
 
 def is_quantized_folder(path) -> bool:
-    """True for a folder written by `save_quantized` (any backend)."""
-    file = os.path.join(str(path), QUANTIZATION_CONFIG_NAME)
-    if not os.path.isfile(file):
-        return False
-    try:
-        with open(file) as f:
-            return json.load(f).get("format") == FORMAT
-    except (OSError, ValueError):
-        return False
+    """True for a folder written by `save_quantized` (any backend): the loader's own check of the marker."""
+    return is_int8_folder(path)
 
 
 def _qualified_name(cls) -> str:
