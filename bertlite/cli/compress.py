@@ -358,7 +358,7 @@ def finish(run_plan: Plan, folders: dict, command: str | None = None) -> str:
     from ..benchmark import PARETO_PNG, REPORT_JSON, REPORT_MD, Report
     from ..compress.report import card_metrics
     from ..hub.card import render_model_card
-    from ..record import save_metrics
+    from ..record import save_metrics, write_text
 
     final = os.path.join(run_plan.output_dir, FINAL_DIR)
     source = folders[last_model_stage(run_plan.stages).key]
@@ -373,9 +373,7 @@ def finish(run_plan: Plan, folders: dict, command: str | None = None) -> str:
     if report is not None:
         save_metrics(final, card_metrics(report, command))
     text = render_model_card(final)
-    with open(os.path.join(final, "README.md.tmp"), "w") as f:
-        f.write(text)
-    os.replace(os.path.join(final, "README.md.tmp"), os.path.join(final, "README.md"))
+    write_text(os.path.join(final, "README.md"), text)
     return final
 
 
