@@ -12,7 +12,6 @@ import copy
 import inspect
 import os
 import re
-import tempfile
 from collections import defaultdict
 
 import torch
@@ -24,7 +23,7 @@ from transformers.utils.generic import can_return_loss, find_labels
 from ..errors import BertliteError
 from ..jobs import SaveOnInterruptCallback, save_model_folder
 from ..loading import display_name
-from ..record import CompressionConfig
+from ..record import CompressionConfig, write_text
 from .config import DistillationConfig
 from .layer_map import resolve_layer_map
 from .losses import UNLABELLED, attention_loss, combine_layer_losses, hard_label_loss, hidden_state_loss, soft_logits_loss
@@ -312,7 +311,4 @@ class DistillationTrainer(Trainer):
 
         tags = [tags] if isinstance(tags, str) else list(tags or [])
         text = render_model_card(self.args.output_dir, self.hub_model_id, license=license, tags=tags)
-        fd, staged = tempfile.mkstemp(dir=self.args.output_dir, prefix=".README-")
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(staged, os.path.join(self.args.output_dir, "README.md"))
+        write_text(os.path.join(self.args.output_dir, "README.md"), text)

@@ -23,6 +23,7 @@ import os
 import torch
 
 from ..record import VERSION as __version__
+from ..record import write_json, write_text
 from ..errors import BertliteError, check_path
 from ..loading import INT8_FORMAT, QUANTIZATION_CONFIG_FILE, is_int8_folder
 from .backends import BACKENDS, get_backend
@@ -122,22 +123,6 @@ def _write_atomic(path: str, write) -> None:
             os.remove(tmp)
 
 
-def _write_json(path: str, values: dict) -> None:
-    def write(tmp):
-        with open(tmp, "w") as f:
-            json.dump(values, f, indent=2)
-
-    _write_atomic(path, write)
-
-
-def _write_bytes(path: str, data: bytes) -> None:
-    def write(tmp):
-        with open(tmp, "wb") as f:
-            f.write(data)
-
-    _write_atomic(path, write)
-
-
 def save_quantized(model, folder: str, fp32_model=None) -> str:
     """Write the int8 model (and, when given, the fp32 model under `folder/fp32/`). Returns the folder.
 
@@ -160,7 +145,7 @@ def save_quantized(model, folder: str, fp32_model=None) -> str:
         meta.update(weights_file=ONNX_FILE, output_name=model.output_name, onnx_fused=model.fused)
         # An ONNX file has no header of ours to record them in: a digest in the JSON at least shows edits.
         meta[SETTINGS_DIGEST_KEY] = settings_digest(meta, _architecture(folder))
-        _write_bytes(os.path.join(folder, ONNX_FILE), model.onnx_bytes)
+        write_text(os.path.join(folder, ONNX_FILE), model.onnx_bytes)
     else:
         meta.update(weights_file=WEIGHTS_NAME, model_class=_qualified_name(type(model)))
         header = {"format": "pt", "bertlite": FORMAT, SETTINGS_METADATA_KEY: canonical_settings(meta, _architecture(folder))}
@@ -169,7 +154,7 @@ def save_quantized(model, folder: str, fp32_model=None) -> str:
     meta[CHECKSUM_KEY] = sha256_file(os.path.join(folder, meta["weights_file"]))
     if fp32_model is not None:
         fp32_model.save_pretrained(os.path.join(folder, "fp32"))
-    _write_json(os.path.join(folder, QUANTIZATION_CONFIG_NAME), meta)
+    write_json(os.path.join(folder, QUANTIZATION_CONFIG_NAME), meta)
     return folder
 
 
