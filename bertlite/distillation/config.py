@@ -90,3 +90,12 @@ class DistillationConfig(TrainingArguments):
     @property
     def needs_hidden_states(self) -> bool:
         return self.hidden_weight > 0 or self.embedding_weight > 0
+
+
+def distillation_params(config: DistillationConfig) -> dict:
+    """The settings of a distillation that its compression record keeps (what decides the student it trains)."""
+    keys = ("temperature", "logit_weight", "hard_label_weight", "embedding_weight", "hidden_weight", "attention_weight",
+            "layer_map", "layer_loss_reduction", "hidden_loss", "attention_loss", "two_stage", "stage_one_fraction",
+            "num_train_epochs", "learning_rate", "per_device_train_batch_size", "seed", "quantization_aware",
+            "teacher_dtype")
+    return {k: getattr(config, k) for k in keys}

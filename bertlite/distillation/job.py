@@ -5,14 +5,13 @@ command's argument dataclass `bertlite.cli.distill.DistillArguments`."""
 from __future__ import annotations
 
 import os
-from dataclasses import asdict
 
 import torch
 from transformers import DataCollatorWithPadding
 
 from ..jobs import CHECKPOINTS, check_job, finish_job, record_job, result_settings, run_training, save_model_folder
 from ..record import CompressionConfig
-from .config import DistillationConfig
+from .config import DistillationConfig, distillation_params
 from ..data import load_task, tokenize
 from ..errors import BertliteError
 from ..evaluation import compare_latency, count_parameters, folder_size_mb
@@ -260,14 +259,6 @@ def relative_to_teacher(metrics: dict, spec) -> dict:
         if t is not None and s is not None:
             out[f"{metric}_vs_teacher"] = round(s / t, 4) if t > 1e-9 else None
     return out
-
-
-def distillation_params(config: DistillationConfig) -> dict:
-    keys = ("temperature", "logit_weight", "hard_label_weight", "embedding_weight", "hidden_weight", "attention_weight",
-            "layer_map", "hidden_loss", "attention_loss", "two_stage", "stage_one_fraction", "num_train_epochs",
-            "learning_rate", "per_device_train_batch_size", "seed", "quantization_aware", "teacher_dtype")
-    values = asdict(config)
-    return {k: values[k] for k in keys}
 
 
 def summary_table(metrics: dict) -> str:

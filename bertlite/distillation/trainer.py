@@ -293,7 +293,8 @@ class DistillationTrainer(Trainer):
 
     def compression_record(self) -> CompressionConfig:
         """What `save_model` writes beside the weights, so every bertlite command and loader accepts the folder."""
-        from .job import describe_shape, distillation_params
+        from .config import distillation_params
+        from .job import describe_shape
 
         teacher = teacher_display_name(self.accelerator.unwrap_model(self.teacher))
         record = CompressionConfig(base_model=teacher)
