@@ -13,9 +13,11 @@ Recipes (each for the 3-layer and/or 2-layer student `build_student(teacher, num
             fields changed (values parsed as `bertlite distill --field value`)
 
 Each recipe runs at its own default length; --equal-steps adds runs of every recipe for the peer's number of
-optimizer steps. Accuracy is read on the validation split unless --split test (read the test split once, for the
-setting chosen on validation). Every run is cached in OUTPUT_DIR/results.json under (recipe, depth, seed, split,
-steps, data size), so an interrupted benchmark resumes and --merge adds runs made elsewhere.
+optimizer steps. Every trained student is scored on both the validation and the test split and both are cached, so
+the test split never needs a second training; the tables and progress lines show validation unless --split test
+(printed once, for the setting chosen on validation). Every run is cached in OUTPUT_DIR/results.json under (recipe,
+depth, seed, steps, data size), so an interrupted benchmark resumes and --merge adds runs made elsewhere (two
+processes, e.g. one per depth, each with its own --output-dir, then one --report-only --merge run).
 
     python scripts/bench_peers.py --max-train-examples 256 --max-eval-examples 128 --seeds 0 --depths 3   # smoke run
     python scripts/bench_peers.py --depths 3 --seeds 0,1,2 \\
@@ -53,6 +55,7 @@ MAX_LENGTH = 128
 BATCH = 32
 PEER = {"epochs": 3, "lr": 1e-4, "weight_decay": 0.01, "warmup": 0.1, "temperature": 4.0}
 BUILTIN = ("peer", "defaults", "sft")
+SPLITS = ("validation", "test")
 
 
 def fresh_student(setup: dict, depth: int, seed: int) -> torch.nn.Module:
@@ -171,8 +174,13 @@ def parse_candidate(text: str) -> tuple[str, dict, str]:
     return name, config, spec
 
 
-def cache_key(recipe: str, spec: str, depth: int, seed: int, split: str, steps: int, data: str) -> str:
-    return f"{recipe}{'[' + spec + ']' if spec else ''}|d{depth}|s{seed}|{split}|{steps}steps|{data}"
+def cache_key(recipe: str, spec: str, depth: int, seed: int, steps: int, data: str) -> str:
+    return f"{recipe}{'[' + spec + ']' if spec else ''}|d{depth}|s{seed}|{steps}steps|{data}"
+
+
+def score(model: torch.nn.Module, tokenizer, dsd) -> dict:
+    """Accuracy on both evaluation splits, measured once when the model is trained."""
+    return {split: accuracy(model.eval(), tokenizer, dsd[split]) for split in SPLITS}
 
 
 def save_json(path: str, data: dict) -> None:
@@ -196,7 +204,7 @@ def paired(rows: dict, recipe: str, other: str) -> str:
     seeds = sorted(set(rows.get(recipe, {})) & set(rows.get(other, {})))
     if recipe == other or not seeds:
         return "–"
-    diffs = [rows[recipe][s]["accuracy"] - rows[other][s]["accuracy"] for s in seeds]
+    diffs = [rows[recipe][s]["acc"] - rows[other][s]["acc"] for s in seeds]
     each = " / ".join(f"{100 * d:+.2f}" for d in diffs)
     if len(diffs) == 1:
         return each
@@ -209,8 +217,8 @@ def table(results: dict, recipes: list[tuple[str, str]], depths: list[int], mode
              "− sft, paired per seed | training wall (min, mean) |", "|---|---|---|---|---|---|---|---|---|"]
     for depth in depths:
         for mode in modes:
-            rows = {recipe: {e["seed"]: e for e in results.values()
-                             if e.get("recipe") == recipe and e.get("spec") == spec and e["depth"] == depth and e["split"] == split
+            rows = {recipe: {e["seed"]: {**e, "acc": e["accuracy"][split]} for e in results.values()
+                             if e.get("recipe") == recipe and e.get("spec") == spec and e["depth"] == depth
                              and e["steps"] == steps_for[(recipe, mode)] and e["data"] == data}
                     for recipe, spec in recipes}
             for recipe, _ in recipes:
@@ -218,7 +226,7 @@ def table(results: dict, recipes: list[tuple[str, str]], depths: list[int], mode
                 if not found:
                     continue
                 seeds = sorted(found)
-                accs = [found[s]["accuracy"] for s in seeds]
+                accs = [found[s]["acc"] for s in seeds]
                 per_seed = " / ".join(f"{s}: {100 * a:.2f}" for s, a in zip(seeds, accs))
                 wall = statistics.mean(found[s]["wall_s"] for s in seeds) / 60
                 lines.append(f"| {depth} layers | {mode} | {recipe} | {steps_for[(recipe, mode)]} | {per_seed} | {fmt(accs)} | "
@@ -239,7 +247,7 @@ def main() -> int:
                         help="a bertlite recipe: the defaults with DistillationConfig fields changed; repeatable")
     parser.add_argument("--equal-steps", action="store_true", help="also run every recipe for the peer's number of optimizer steps")
     parser.add_argument("--split", default="validation", choices=("validation", "test"),
-                        help="where accuracy is read (test: once, for the setting chosen on validation)")
+                        help="the split shown (both are measured and cached; show test once, for the setting chosen on validation)")
     parser.add_argument("--output-dir", default="bench-out/peers")
     parser.add_argument("--merge", action="append", default=[], metavar="JSON", help="add the runs cached in another results.json")
     parser.add_argument("--max-train-examples", type=int, default=None, help="a slice of the training data (smoke runs)")
@@ -272,7 +280,7 @@ def main() -> int:
     command = "python " + " ".join(shlex.quote(a) for a in sys.argv)
 
     dsd, _ = load_task(TASK, max_train_examples=args.max_train_examples, max_eval_examples=args.max_eval_examples)
-    data = f"train{len(dsd['train'])}-eval{len(dsd[args.split])}"
+    data = f"train{len(dsd['train'])}-" + "-".join(f"{s}{len(dsd[s])}" for s in SPLITS)
     steps_per_epoch = math.ceil(len(dsd["train"]) / BATCH)
     modes = ["own"] + (["equal"] if args.equal_steps else [])
     steps_for = {}
@@ -289,18 +297,18 @@ def main() -> int:
         tokenizer = load_tokenizer(teacher_path)
         teacher = AutoModelForSequenceClassification.from_pretrained(teacher_path).eval()
         setup = {"teacher": teacher, "tokenizer": tokenizer, "train": tokenize(dsd, tokenizer, MAX_LENGTH)["train"]}
-        teacher_key = f"teacher|{args.split}|{data}"
+        teacher_key = f"teacher|{data}"
         if teacher_key not in results:
-            results[teacher_key] = {"key": teacher_key, "accuracy": accuracy(teacher, tokenizer, dsd[args.split]), "path": teacher_path}
+            results[teacher_key] = {"key": teacher_key, "accuracy": score(teacher, tokenizer, dsd), "path": teacher_path}
             save_json(cache_path, results)
-        print(f"teacher {teacher_path}: {args.split} accuracy {100 * results[teacher_key]['accuracy']:.2f}", flush=True)
+        print(f"teacher {teacher_path}: {args.split} accuracy {100 * results[teacher_key]['accuracy'][args.split]:.2f}", flush=True)
 
         for seed in seeds:  # seed-major: an interrupted run still has every recipe for the first seeds
             for depth in depths:
                 for mode in modes:
                     for recipe, spec in recipes:
                         steps = steps_for[(recipe, mode)]
-                        key = cache_key(recipe, spec, depth, seed, args.split, steps, data)
+                        key = cache_key(recipe, spec, depth, seed, steps, data)
                         if key in results:
                             continue
                         start = time.perf_counter()
@@ -311,14 +319,14 @@ def main() -> int:
                         else:
                             model = run_bertlite(setup, depth, seed, candidates.get(recipe, {}), steps if mode == "equal" else None)
                         wall = time.perf_counter() - start
-                        acc = accuracy(model.eval(), tokenizer, dsd[args.split])
-                        results[key] = {"key": key, "recipe": recipe, "spec": spec, "depth": depth, "seed": seed, "split": args.split,
+                        acc = score(model, tokenizer, dsd)
+                        results[key] = {"key": key, "recipe": recipe, "spec": spec, "depth": depth, "seed": seed,
                                         "steps": steps, "data": data, "accuracy": acc, "wall_s": round(wall, 1), "command": command}
                         save_json(cache_path, results)
                         print(f"{recipe:>10s} {depth} layers seed {seed} {mode:5s} ({steps} steps): {args.split} accuracy "
-                              f"{100 * acc:.2f}, {wall / 60:.1f} min", flush=True)
+                              f"{100 * acc[args.split]:.2f}, {wall / 60:.1f} min", flush=True)
 
-    teacher_acc = results.get(f"teacher|{args.split}|{data}", {}).get("accuracy")
+    teacher_acc = results.get(f"teacher|{data}", {}).get("accuracy", {}).get(args.split)
     print(f"\n{command}\n")
     if teacher_acc is not None:
         print(f"Teacher ({args.teacher}): {args.split} accuracy {100 * teacher_acc:.2f}\n")

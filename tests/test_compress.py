@@ -25,7 +25,7 @@ POSITIVE = ["good", "great", "moving", "funny", "warm", "smart", "lovely", "bril
 NEGATIVE = ["bad", "dull", "boring", "flat", "weak", "silly", "tedious", "awful"]
 FILLER = ["the", "film", "movie", "story", "cast", "plot", "is", "was", "very", "quite", "and", "a", "with", "ending"]
 STAGES = ["01-teacher_finetune", "02-general_distillation", "03-augmentation", "04-distillation",
-          "05-structured_pruning", "06-vocabulary_pruning", "07-quantization", "08-evaluation"]
+          "05-structured_pruning", "06-vocabulary_pruning", "07-quantization", "08-baseline", "09-evaluation"]
 TEXTS = ["the film is good and warm", "a dull , boring plot"]
 
 
@@ -70,6 +70,7 @@ def tiny_recipe(task: Path, **changes) -> dict:
                                "importance_examples": 8},
         "vocabulary_pruning": {"min_count": 1},
         "quantization": {"quantize_embeddings": True},
+        "baseline": {"epochs": 1, "batch_size": 8},
         "evaluation": {"latency": True},
     }
     for stage, options in changes.items():
@@ -111,9 +112,11 @@ def test_every_stage_writes_its_folder_and_marker(tiny_run):
         assert (run_dir / "stages" / name / "model.safetensors").is_file(), name
     assert (run_dir / "stages" / "07-quantization" / "int8_model.safetensors").is_file()
     assert (run_dir / "stages" / "03-augmentation" / "bertlite_augmentation.json").is_file()
-    report = json.loads((run_dir / "stages" / "08-evaluation" / "report.json").read_text())
+    report = json.loads((run_dir / "stages" / "09-evaluation" / "report.json").read_text())
     assert [r["label"].split(" (")[0] for r in report["models"]] == [
-        "teacher", "task distillation", "structured pruning", "vocabulary pruning", "int8 quantization"]
+        "teacher", "task distillation", "structured pruning", "vocabulary pruning", "int8 quantization",
+        "shrink and fine-tune, same shape"]
+    assert [r["role"] for r in report["models"]][-1] == "baseline"
     assert all("latency_ms_b8" in r and "speedup_b1" in r for r in report["models"])
     # The final folder is the int8 model with the report and a card that shows the final model's own numbers.
     final = run_dir / "final"
@@ -124,13 +127,54 @@ def test_every_stage_writes_its_folder_and_marker(tiny_run):
     order = [methods.index(m) for m in ("distillation", "structured_pruning", "vocabulary_pruning", "quantization")]
     assert order == sorted(order) and methods[-1] == "quantization"
     metrics = json.loads((final / "metrics.json").read_text())
-    assert metrics["student"]["size_mb"] == report["models"][-1]["size_mb"]
+    assert metrics["student"]["size_mb"] == report["models"][-2]["size_mb"]  # the final model, not the baseline
     card = (final / "README.md").read_text()
     assert f"{metrics['student']['test_accuracy']:.4f}" in card
     # Earlier stages' own figures stay in the record, set apart by each later step: the card shows none of them.
     record = json.loads((final / "compression_config.json").read_text())["metrics"]
     assert any("validation_accuracy" in entry["student"] for entry in record["earlier"] if entry["method"] == "distillation")
     assert "validation_accuracy" not in record.get("student", {})
+
+
+def test_baseline_is_the_final_shape_trained_on_labels_alone(tiny_run):
+    """The shrink-and-fine-tune baseline: the final model's depth, head and FFN widths and vocabulary, in int8, from
+    the fine-tuned teacher's layers and a label-only fine-tune; measured in the report, never taken for the final."""
+    from safetensors import safe_open
+
+    from bertlite.jobs import read_job
+
+    run_dir = tiny_run[3]
+    folder = run_dir / "stages" / "08-baseline"
+    assert sorted(p.name for p in folder.iterdir() if p.is_dir()) == ["finetuned", "int8", "pruned", "shrunk", "vocabulary"]
+
+    def shapes(path):
+        with safe_open(str(path / "int8_model.safetensors"), "pt") as f:
+            return {n: tuple(f.get_slice(n).get_shape()) for n in f.keys()}
+
+    final, base = shapes(run_dir / "final"), shapes(folder / "int8")
+    assert final == base and any(n.endswith("word_embeddings.weight_int8") for n in final)  # layers, heads, FFN, vocabulary
+    config = json.loads((folder / "int8" / "config.json").read_text())
+    assert config["vocab_size"] == json.loads((run_dir / "final" / "config.json").read_text())["vocab_size"] < 30522
+    job = read_job(str(folder / "finetuned"))
+    assert job["finished"] and "shrink-and-fine-tune baseline" in job["settings"]
+    # Trained from the teacher's layers, not from the distilled student: its weights differ from the final model's.
+    with safe_open(str(run_dir / "final" / "int8_model.safetensors"), "pt") as a, \
+            safe_open(str(folder / "int8" / "int8_model.safetensors"), "pt") as b:
+        name = next(n for n in a.keys() if "encoder.layer.0" in n and n.endswith("query.weight_int8"))
+        assert not torch.equal(a.get_tensor(name), b.get_tensor(name))
+    report = json.loads((run_dir / "final" / "report.json").read_text())
+    row = report["models"][-1]
+    assert row["role"] == "baseline" and row["path"] == str(folder / "int8") and "test_accuracy" in row
+    assert "shrink and fine-tune, same shape (baseline)" in (run_dir / "final" / "report.md").read_text()
+
+
+def test_baseline_needs_a_distillation_stage(tmp_path, capsys):
+    task = write_task(tmp_path / "reviews.csv", n=20)
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump({"task": str(task), "quantization": {}, "baseline": {}}))
+    assert main(["compress", "--teacher", "minilm", "--recipe", str(path), "--output_dir", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert "Stage baseline" in err and "needs a distillation stage" in err and len(err.strip().splitlines()) == 1
 
 
 def test_final_folder_runs_in_transformers_pipeline(tiny_run):
@@ -157,7 +201,7 @@ def test_rerun_skips_every_finished_stage(tiny_run, capsys):
     assert compress(run_dir, teacher, tiny_recipe(task)) == 0
     out = capsys.readouterr().out
     assert out.count(": unchanged, kept") == len(STAGES)
-    assert "[5/8] structured pruning: unchanged" in out
+    assert "[5/9] structured pruning: unchanged" in out
     assert mtimes(run_dir) == before
     assert os.stat(run_dir / "stages" / "04-distillation" / "model.safetensors").st_mtime_ns == weights
 
@@ -175,8 +219,8 @@ def test_changed_setting_reruns_that_stage_and_all_after(tiny_run, tmp_path, cap
         assert after[name] == before[name], name
     for name in STAGES[5:]:
         assert after[name] != before[name], name
-    assert "[6/8] vocabulary pruning: settings changed, running it again" in out
-    assert "[7/8] int8 quantization: settings changed" in out and "[5/8] structured pruning: unchanged" in out
+    assert "[6/9] vocabulary pruning: settings changed, running it again" in out
+    assert "[7/9] int8 quantization: settings changed" in out and "[5/9] structured pruning: unchanged" in out
     # The new setting took effect: fewer tokens kept (words seen once in the training split are dropped).
     vocab = [json.loads((d / "stages" / "06-vocabulary_pruning" / "config.json").read_text())["vocab_size"]
              for d in (run_dir, copy)]
@@ -210,7 +254,7 @@ def test_ctrl_c_keeps_finished_stages_and_the_next_run_resumes(tiny_run, tmp_pat
     capsys.readouterr()
     assert compress(copy, teacher, recipe) == 0
     out = capsys.readouterr().out
-    assert "[6/8] vocabulary pruning: unchanged" in out and "[7/8] int8 quantization\n" in out
+    assert "[6/9] vocabulary pruning: unchanged" in out and "[7/9] int8 quantization\n" in out
     after = mtimes(copy)
     assert all(after[name] == before[name] for name in STAGES[:6]) and "07-quantization" in after
     settings = json.loads((copy / "stages" / "07-quantization" / MARKER).read_text())["settings"]

@@ -26,7 +26,8 @@ HELP = "Teacher in, deployable model out: fine-tune, distil, prune, prune the vo
 TITLES = {"teacher_finetune": "teacher fine-tune", "general_distillation": "general distillation",
           "augmentation": "augmentation", "distillation": "task distillation",
           "structured_pruning": "structured pruning", "vocabulary_pruning": "vocabulary pruning",
-          "quantization": "int8 quantization", "evaluation": "evaluation of every stage"}
+          "quantization": "int8 quantization", "baseline": "shrink-and-fine-tune baseline",
+          "evaluation": "evaluation of every stage"}
 # Options of the stage commands that the pipeline sets itself (from the top level or the stage before).
 PIPELINE_SET = {"teacher", "task", "student", "augmented", "output_dir", "model", "general", "teacher_task",
                 "overwrite", "split", "vocabulary", "vocabulary_min_count", "method", "fresh",
@@ -37,6 +38,7 @@ FINETUNE_OPTIONS = {"epochs": (float, 1e-9), "learning_rate": (float, 1e-12), "b
 VOCABULARY_OPTIONS = {"min_count": (int, 1)}
 EVALUATION_OPTIONS = {"latency": (bool, None), "compile": (str, None), "max_length": (int, 8)}
 TRAINING_DEFAULTS = {"report_to": "none"}
+BASELINE_LABEL = "shrink and fine-tune, same shape"
 
 
 @dataclass
@@ -70,6 +72,7 @@ STAGE_OPTIONS = {
     "structured_pruning": _names(PruneArguments) - PIPELINE_SET,
     "vocabulary_pruning": set(VOCABULARY_OPTIONS),
     "quantization": _names(QuantizeArguments) - PIPELINE_SET,
+    "baseline": set(FINETUNE_OPTIONS),
     "evaluation": set(EVALUATION_OPTIONS),
 }
 
@@ -158,6 +161,7 @@ class Layout:
     limits: dict  # max_train_examples / max_eval_examples of the whole run
     stages: list = field(default_factory=list)
     latest: str | None = None  # key of the latest stage that makes a model (None: the teacher)
+    baseline: str | None = None  # the baseline's model folder inside its stage folder, when the recipe has one
 
     @property
     def common(self) -> dict:
@@ -280,25 +284,93 @@ def _vocabulary_stage(lay: Layout, values: dict) -> None:
     lay.add("vocabulary_pruning", opts, run_vocabulary)
 
 
-def _quantization_stage(lay: Layout, values: dict) -> None:
-    from .quantize import quantize
-
+def _quantization_values(values: dict) -> dict:
+    """The quantization section as QuantizeArguments fields: the run's evaluation limit bounds the fidelity check."""
     values = dict(values)
     values.pop("max_train_examples", None)
     check_limit = values.pop("max_eval_examples", None)
     if check_limit and "max_check_examples" not in values:
         values["max_check_examples"] = check_limit
+    return values
+
+
+def _quantize(values: dict, model: str, folder: str, task: str) -> None:
+    from .quantize import quantize
+
+    (q,) = build("quantization", (QuantizeArguments,), {**values, "model": model, "output_dir": folder, "task": task})
+    _, report = quantize(q)
+    if report is not None:
+        print(report.summary())
+
+
+def _quantization_stage(lay: Layout, values: dict) -> None:
+    values = _quantization_values(values)
     build("quantization", (QuantizeArguments,), {**values, "model": lay.teacher_source})
     source = lay.input_model()
+    lay.add("quantization", values, lambda folder, inputs: _quantize(values, source(inputs), folder, lay.task))
 
-    def run_quantize(folder, inputs):
-        (q,) = build("quantization", (QuantizeArguments,), {**values, "model": source(inputs), "output_dir": folder,
-                                                            "task": lay.task})
-        _, report = quantize(q)
-        if report is not None:
-            print(report.summary())
 
-    lay.add("quantization", values, run_quantize)
+# Structured-pruning options that decide which heads and neurons go (the baseline is pruned to the same widths,
+# then trained on labels: recovery by distillation is what it is compared against, so it takes none).
+PRUNING_SHAPE = ("heads", "ffn", "criterion", "scope", "min_heads_per_layer", "min_ffn_per_layer",
+                 "importance_examples", "batch_size", "max_length", "seed", "max_train_examples")
+
+
+def _baseline_stage(lay: Layout, values: dict, sections: dict) -> None:
+    """What a user would build without distillation, at the final model's shape: the student's depth taken from the
+    fine-tuned teacher's layers (build_student, as the distillation stage starts), pruned to the same head/FFN
+    widths, the same vocabulary kept, fine-tuned on the labels alone (best validation epoch), the same int8."""
+    opts = typed_options("baseline", values, FINETUNE_OPTIONS)
+    if not any(stage.key == "distillation" for stage in lay.stages):
+        raise BertliteError(f"Stage baseline of the recipe {lay.recipe_path} needs a distillation stage: it trains the "
+                            "distilled student's shape on labels alone.")
+    pruning = {k: v for k, v in (sections.get("structured_pruning") or {}).items() if k in PRUNING_SHAPE}
+    vocabulary = typed_options("vocabulary_pruning", sections.get("vocabulary_pruning") or {}, VOCABULARY_OPTIONS)
+    quantization = _quantization_values(sections["quantization"]) if "quantization" in sections else None
+    steps = ["shrunk"] + (["pruned"] if pruning else []) + (["vocabulary"] if "vocabulary_pruning" in sections else []) \
+        + ["finetuned"] + (["int8"] if quantization is not None else [])
+    settings = {**opts, "pruning": pruning, "vocabulary": vocabulary if "vocabulary_pruning" in sections else None,
+                "quantization": quantization, "steps": steps}
+
+    def run_baseline(folder, inputs):
+        import shutil
+
+        from ..distillation.student import build_student
+        from ..distillation.teacher import fine_tune
+        from ..jobs import save_model_folder
+        from ..loading import load_config, load_model, load_tokenizer
+
+        for step in steps:  # a re-run after an interrupt redoes the quick steps; the fine-tune resumes itself
+            path = os.path.join(folder, step)
+            if step != "finetuned" and os.path.isdir(path):
+                shutil.rmtree(path)
+        teacher_dir = lay.teacher_folder(inputs)
+        shape = load_config(inputs["distillation"])
+        teacher = load_model(teacher_dir, head="classifier")
+        narrower = {k: getattr(shape, k) for k in ("hidden_size", "intermediate_size", "num_attention_heads")
+                    if getattr(shape, k) != getattr(teacher.config, k)}
+        current = os.path.join(folder, "shrunk")
+        save_model_folder(current, build_student(teacher, num_layers=shape.num_hidden_layers, **narrower),
+                          load_tokenizer(teacher_dir))
+        if pruning:
+            from ..pruning.structured.pipeline import run_structured
+
+            (p,) = build("baseline", (PruneArguments,), {**pruning, "model": current, "task": lay.task, "evaluate": False,
+                                                         "output_dir": os.path.join(folder, "pruned")})
+            current = run_structured(p)
+        if "vocabulary_pruning" in sections:
+            from ..pruning.vocabulary import prune_task_vocabulary
+
+            current, _ = prune_task_vocabulary(current, os.path.join(folder, "vocabulary"), lay.task,
+                                               min_count=vocabulary.get("min_count", 1))
+        current = fine_tune(current, lay.task, os.path.join(folder, "finetuned"), what="shrink-and-fine-tune baseline",
+                            name=f"{shape.num_hidden_layers}-layer student of {lay.teacher_name}",
+                            max_train_examples=lay.limits["max_train_examples"], **opts)
+        if quantization is not None:
+            _quantize(quantization, current, os.path.join(folder, "int8"), lay.task)
+
+    lay.add("baseline", settings, run_baseline, makes_model=False)
+    lay.baseline = steps[-1]
 
 
 def _evaluation_stage(lay: Layout, values: dict) -> None:
@@ -312,9 +384,10 @@ def _evaluation_stage(lay: Layout, values: dict) -> None:
 
         # The same measurement as `bertlite benchmark --from DIR`: one report format for both.
         models = [("teacher", lay.teacher_folder(inputs))] + [(title, inputs[key]) for key, title in measured]
+        baseline = (BASELINE_LABEL, os.path.join(inputs["baseline"], lay.baseline)) if lay.baseline else None
         report = benchmark_models(models, lay.task, splits=("test",), max_eval_examples=lay.limits["max_eval_examples"],
                                   max_length=opts.get("max_length", 128), latency=opts.get("latency", True),
-                                  compile=opts.get("compile"))
+                                  compile=opts.get("compile"), baseline=baseline)
         report.write(folder)
         report.print_summary()
 
@@ -341,7 +414,8 @@ def plan(args: CompressArguments) -> Plan:
                 "distillation": lambda v: _distillation_stage(lay, v, check_dir),
                 "structured_pruning": lambda v: _pruning_stage(lay, v),
                 "vocabulary_pruning": lambda v: _vocabulary_stage(lay, v),
-                "quantization": lambda v: _quantization_stage(lay, v)}
+                "quantization": lambda v: _quantization_stage(lay, v),
+                "baseline": lambda v: _baseline_stage(lay, v, sections)}
     for name, builder in builders.items():
         if name in sections:
             builder(sections[name])

@@ -8,8 +8,8 @@ BATCHES = (8, 1)
 
 def card_metrics(report, command: str | None = None) -> dict:
     """metrics.json for the final folder, in the card's schema (bertlite.hub.metrics): the teacher (the report's first
-    row) and the final model (its last row) as the run's benchmark measured them."""
-    rows = report.rows
+    row) and the final model (its last row that is not the baseline) as the run's benchmark measured them."""
+    rows = [row for row in report.rows if row.get("role") != "baseline"]
     quality = [k for k in rows[0] if k.startswith("test_") and not k.endswith("_of_first")]
     keep = ("parameters", "size_mb", "layers", "hidden_size", *quality, *(f"latency_ms_b{b}" for b in BATCHES))
     teacher, final = rows[0], rows[-1]

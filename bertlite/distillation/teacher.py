@@ -51,15 +51,28 @@ def finetuned_teacher(teacher: str, task: str, output_dir: str, *, epochs: float
     otherwise it is fine-tuned into `output_dir` (resuming an interrupted fine-tune, reusing a finished one whose
     recorded settings match; other settings are an error unless `fresh`). `name`: how logs and records call the
     teacher (default: its display name)."""
-    dsd, info = load_task(task, max_train_examples=max_train_examples)
+    _, info = load_task(task, max_train_examples=1, max_eval_examples=1)
     source = resolve_model_name(teacher)
-    name = name or display_name(teacher)
     if has_task_head(source, info.num_labels):
-        log(f"Teacher {name} already has a {info.num_labels}-label classification head: used as is.")
+        log(f"Teacher {name or display_name(teacher)} already has a {info.num_labels}-label classification head: used as is.")
         return source
+    return fine_tune(teacher, task, output_dir, epochs=epochs, learning_rate=learning_rate, batch_size=batch_size,
+                     max_length=max_length, seed=seed, max_train_examples=max_train_examples,
+                     trust_remote_code=trust_remote_code, name=name, fresh=fresh, log=log)
 
+
+def fine_tune(model_name: str, task: str, output_dir: str, *, epochs: float = 2.0, learning_rate: float = 1e-4,
+              batch_size: int = 32, max_length: int = 128, seed: int = 42, max_train_examples: int | None = None,
+              trust_remote_code: bool = False, name: str | None = None, fresh: bool = False, what: str = "teacher",
+              log=print) -> str:
+    """Fine-tune `model_name` on `task`'s labels into `output_dir`, keeping the epoch with the best validation score,
+    whether or not it already has a head (the teacher fine-tune, and compress's shrink-and-fine-tune baseline:
+    `what` names it in logs and the job record)."""
+    dsd, info = load_task(task, max_train_examples=max_train_examples)
+    source = resolve_model_name(model_name)
+    name = name or display_name(model_name)
     spec = metric_spec(info)
-    settings = {"teacher": name, "task": task, "epochs": epochs, "learning_rate": learning_rate,
+    settings = {what: name, "task": task, "epochs": epochs, "learning_rate": learning_rate,
                 "batch_size": batch_size, "max_length": max_length, "seed": seed, "max_train_examples": max_train_examples,
                 "sampling": SAMPLING, "selection": f"best validation {spec.main} of the epochs"}
     # The same re-run rules as every job (bertlite.jobs): a finished fine-tune with these settings is reused, an
@@ -67,12 +80,13 @@ def finetuned_teacher(teacher: str, task: str, output_dir: str, *, epochs: float
     previous = read_job(output_dir) if os.path.isdir(output_dir) else None
     if (previous and previous.get("finished") and previous.get("settings") == settings
             and os.path.isfile(os.path.join(output_dir, "model.safetensors"))):
-        log(f"Reusing the fine-tuned teacher in {output_dir} ({_describe(previous)}).")
+        log(f"Reusing the fine-tuned {what} in {output_dir} ({_describe(previous)}).")
         return output_dir
     resumable = check_job(output_dir, settings, fresh=fresh)
 
-    log(f"Teacher {name} has no trained head for {task}: fine-tuning it first "
-        f"({epochs:g} epochs, lr {learning_rate:g}, {len(dsd['train'])} examples, the epoch with the best validation "
+    intro = f"Teacher {name} has no trained head for {task}: fine-tuning it first" if what == "teacher" else \
+        f"Fine-tuning the {what} {name} on {task}"
+    log(f"{intro} ({epochs:g} epochs, lr {learning_rate:g}, {len(dsd['train'])} examples, the epoch with the best validation "
         f"{spec.main} kept) into {output_dir}.")
     tokenizer = load_tokenizer(source, trust_remote_code=trust_remote_code)
     torch.manual_seed(seed)
@@ -81,7 +95,7 @@ def finetuned_teacher(teacher: str, task: str, output_dir: str, *, epochs: float
         model.config.id2label = dict(enumerate(info.label_names))
         model.config.label2id = {v: k for k, v in model.config.id2label.items()}
     encoded = tokenize(dsd, tokenizer, max_length)
-    record_job(output_dir, "a teacher fine-tune", settings)
+    record_job(output_dir, f"a {what} fine-tune", settings)
     checkpoints = os.path.join(output_dir, CHECKPOINTS)
     # Scored on validation after every epoch; the best epoch by the task's main metric is loaded at the end.
     # save_total_limit=1 still keeps the best checkpoint (Trainer protects it, and the newest one for resuming).
@@ -95,12 +109,12 @@ def finetuned_teacher(teacher: str, task: str, output_dir: str, *, epochs: float
     trainer = Trainer(model=model, args=args, train_dataset=encoded["train"], eval_dataset=encoded["validation"],
                       data_collator=DataCollatorWithPadding(tokenizer), processing_class=tokenizer,
                       compute_metrics=trainer_compute_metrics(spec))
-    run_training(trainer, fresh=not resumable, what="the teacher fine-tune", log=log)
+    run_training(trainer, fresh=not resumable, what=f"the {what} fine-tune", log=log)
     selection = chosen_epoch(trainer.state, spec)
     # safetensors only (Trainer.save_model adds a pickled training_args.bin); "finished" last.
     save_model_folder(output_dir, trainer.model, tokenizer)
     finish_job(output_dir, **selection)
-    log(f"Fine-tuned teacher: {_describe(selection)}.")
+    log(f"Fine-tuned {what}: {_describe(selection)}.")
     return output_dir
 
 
