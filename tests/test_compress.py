@@ -362,3 +362,21 @@ def test_prune_vocabulary_flag(tmp_path, capsys):
     assert main(["prune", "--model", str(model_dir), "--heads", "0.5", "--vocabulary_min_count", "2"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and "--vocabulary prunes the vocabulary alone" in err[0] and "--vocabulary_min_count is for --vocabulary" in err[1]
+
+
+def test_run_seed_reaches_every_stage_after_the_teacher(tmp_path):
+    """--seed varies the student's run, not its teacher: three seeds share one teacher; a stage's own seed wins."""
+    from bertlite.cli.compress import CompressArguments, plan
+
+    task, teacher = write_task(tmp_path / "reviews.csv", n=20), write_teacher(tmp_path / "teacher")
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(tiny_recipe(task, structured_pruning={"seed": 3})))
+    stages = plan(CompressArguments(teacher=str(teacher), recipe=str(path), output_dir=str(tmp_path / "out"), seed=7)).stages
+    seeds = {s.key: s.settings.get("seed") for s in stages}
+    assert seeds["teacher_finetune"] is None and seeds["structured_pruning"] == 3
+    assert all(seeds[k] == 7 for k in ("general_distillation", "augmentation", "distillation", "baseline")), seeds
+    # Without --seed (and no seed in the recipe) each stage keeps its command's default.
+    default = {s.key: s.settings.get("seed") for s in
+               plan(CompressArguments(teacher=str(teacher), recipe=str(path), output_dir=str(tmp_path / "out"))).stages}
+    assert default["distillation"] is None
+    assert main(["compress", "--teacher", str(teacher), "--recipe", str(path), "--seed", "-1"]) == 1

@@ -49,11 +49,14 @@ class CompressArguments:
     output_dir: str = field(default="bertlite-compressed", metadata={"help": "Run folder: stages/NN-name/ per stage, final/ the model to deploy."})
     max_train_examples: int | None = field(default=None, metadata={"help": "Use at most this many training examples in every stage (quick runs)."})
     max_eval_examples: int | None = field(default=None, metadata={"help": "Use at most this many validation/test examples in every stage (quick runs)."})
+    seed: int | None = field(default=None, metadata={"help": "Seed of every stage after the teacher fine-tune (data order, initialisation, augmentation, pruning scores), unless a stage sets its own; runs with other seeds share the teacher (pass its folder as --teacher)."})
 
     def __post_init__(self):
         for name in ("max_train_examples", "max_eval_examples"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise BertliteError(f"--{name} must be >= 1.")
+        if self.seed is not None and self.seed < 0:
+            raise BertliteError("--seed must be >= 0.")
 
 
 DATACLASSES = (CompressArguments, PushOptions)
@@ -407,7 +410,14 @@ def plan(args: CompressArguments) -> Plan:
     _, info = load_task(task, max_train_examples=1, max_eval_examples=1)
     lay = Layout(path, teacher, resolve_model_name(teacher), display_name(teacher), task, limits)
     check_dir = os.path.join(args.output_dir, "check")  # TrainingArguments need an output_dir; nothing is written
-    sections = {name: {**limits, **recipe[name]} for name in STAGE_ORDER if name in recipe}
+    seed = args.seed if args.seed is not None else recipe.get("seed")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+        raise BertliteError(f"seed in the recipe {path} must be a whole number >= 0, got {seed!r}.")
+    # The run's seed reaches every stage after the teacher's (which keeps its own, so seeds share one teacher); a
+    # stage that names its own seed keeps it.
+    run_seed = {"seed": seed} if seed is not None else {}
+    sections = {name: {**limits, **(run_seed if name != "teacher_finetune" else {}), **recipe[name]}
+                for name in STAGE_ORDER if name in recipe}
     _teacher_stage(lay, recipe.get("teacher_finetune") or {}, info.num_labels, info.name)
     builders = {"general_distillation": lambda v: _general_stage(lay, v, check_dir),
                 "augmentation": lambda v: _augmentation_stage(lay, v),

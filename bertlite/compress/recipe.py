@@ -23,7 +23,7 @@ from ..errors import BertliteError
 # The stages in the order they run; a recipe lists any subset, in any order.
 STAGE_ORDER = ("teacher_finetune", "general_distillation", "augmentation", "distillation", "structured_pruning",
                "vocabulary_pruning", "quantization", "baseline", "evaluation")
-TOP_LEVEL = ("teacher", "task", "max_train_examples", "max_eval_examples")
+TOP_LEVEL = ("teacher", "task", "max_train_examples", "max_eval_examples", "seed")
 DEFAULT_RECIPE = "default"
 
 
