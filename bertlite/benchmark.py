@@ -25,6 +25,8 @@ BATCHES = (1, 8)
 SEQ_LEN = 128
 STAGES_DIR = "stages"  # a compress run: DIR/stages/NN-name/ per stage, the final model in DIR/final (or DIR)
 FINAL_DIR = "final"
+BASELINE_STAGE = "baseline"  # its folder holds the baseline's steps (shrunk/, pruned/, ..., finetuned/, int8/)
+BASELINE_LABEL = "shrink and fine-tune, same shape"
 
 
 @dataclass
@@ -258,6 +260,19 @@ def compress_run_models(folder: str) -> list[tuple[str, str]]:
     if not models:
         raise BertliteError(f"{stages_dir!r} holds no model folder (each stage folder needs a config.json).")
     return models
+
+
+def compress_run_baseline(folder: str) -> tuple[str, str] | None:
+    """(label, folder) of a compress run's shrink-and-fine-tune baseline (its int8 model, else its fp32 one), or None
+    when the run has no baseline stage."""
+    stages_dir = os.path.join(folder, STAGES_DIR)
+    for name in sorted(os.listdir(stages_dir)) if os.path.isdir(stages_dir) else ():
+        if name.endswith(f"-{BASELINE_STAGE}"):
+            for step in ("int8", "finetuned"):  # the baseline stage's last step folder
+                path = os.path.join(stages_dir, name, step)
+                if os.path.isfile(os.path.join(path, "config.json")):
+                    return BASELINE_LABEL, path
+    return None
 
 
 def compress_run_output(folder: str) -> str:

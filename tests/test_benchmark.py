@@ -129,15 +129,20 @@ def test_from_reads_a_compress_run_layout_and_the_card_embeds_the_report(workdir
     shutil.copytree(student, stages / "03-distillation")
     make_int8(str(stages / "03-distillation"), stages / "04-int8")
     shutil.copytree(stages / "04-int8", run / "final")
+    # compress's shrink-and-fine-tune baseline: its steps in sub-folders, the int8 one measured (marked, never "here").
+    shutil.copytree(student, stages / "05-baseline" / "finetuned")
+    shutil.copytree(stages / "04-int8", stages / "05-baseline" / "int8")
 
     assert main(["benchmark", "--from", str(run), "--task", csv, *FAST]) == 0
     shutil.move(str(run), str(tmp_path / "moved"))  # the card finds the folder's own row after a move too
     run = tmp_path / "moved"
     report = json.loads((run / "final" / "report.json").read_text())
-    assert [r.get("here", False) for r in report["models"]] == [False, False, False, True]
-    assert [r["label"] for r in report["models"]] == ["01-teacher", "03-distillation", "04-int8", "final"]
-    assert [r["int8"] for r in report["models"]] == [False, False, True, True]
-    int8_row = report["models"][-1]
+    assert [r.get("here", False) for r in report["models"]] == [False, False, False, True, False]
+    assert [r["label"] for r in report["models"]] == ["01-teacher", "03-distillation", "04-int8", "final",
+                                                      "shrink and fine-tune, same shape"]
+    assert [r["role"] for r in report["models"]] == ["model"] * 4 + ["baseline"]
+    assert [r["int8"] for r in report["models"]] == [False, False, True, True, True]
+    int8_row = report["models"][-2]
     assert int8_row["size_mb"] < report["models"][1]["size_mb"] and int8_row["smaller"] > 1
     assert int8_row["parameters"] == report["models"][1]["parameters"]  # scales and zero points are not parameters
     assert (run / "final" / "pareto.png").is_file() and (run / "final" / "report.md").is_file()

@@ -65,7 +65,7 @@ def labels_for(paths: list[str]) -> list[tuple[str, str]]:
 
 
 def run(args: BenchmarkArguments) -> int:
-    from ..benchmark import benchmark_models, compress_run_models, compress_run_output
+    from ..benchmark import benchmark_models, compress_run_baseline, compress_run_models, compress_run_output
     from ..hub.metrics import invoked_command
 
     if args.from_dir:
@@ -75,6 +75,8 @@ def run(args: BenchmarkArguments) -> int:
         models = labels_for(args.models)
         output_dir = args.output_dir or f"benchmark-{os.path.splitext(os.path.basename(args.task))[0]}"
     baseline = labels_for([args.baseline])[0] if args.baseline else None
+    if args.from_dir and baseline is None:  # the run's own shrink-and-fine-tune baseline, as compress measured it
+        baseline = compress_run_baseline(args.from_dir)
     report = benchmark_models(models, args.task, compile=args.compile, threads=args.threads, rounds=args.rounds,
                               repeats=args.repeats, max_eval_examples=args.max_eval_examples, baseline=baseline,
                               command=invoked_command("benchmark"))

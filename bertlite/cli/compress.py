@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass, field, fields
 
 from ..compress.recipe import DEFAULT_RECIPE, STAGE_ORDER, load_recipe
+from ..benchmark import BASELINE_STAGE
 from ..compress.stages import FINAL_DIR, Stage, last_model_stage, run_stages, write_final
 from ..errors import BertliteError
 from ..loading import DEFAULT_TEACHER, display_name, resolve_model_name
@@ -38,7 +39,6 @@ FINETUNE_OPTIONS = {"epochs": (float, 1e-9), "learning_rate": (float, 1e-12), "b
 VOCABULARY_OPTIONS = {"min_count": (int, 1)}
 EVALUATION_OPTIONS = {"latency": (bool, None), "compile": (str, None), "max_length": (int, 8)}
 TRAINING_DEFAULTS = {"report_to": "none"}
-BASELINE_LABEL = "shrink and fine-tune, same shape"
 
 
 @dataclass
@@ -372,7 +372,7 @@ def _baseline_stage(lay: Layout, values: dict, sections: dict) -> None:
         if quantization is not None:
             _quantize(quantization, current, os.path.join(folder, "int8"), lay.task)
 
-    lay.add("baseline", settings, run_baseline, makes_model=False)
+    lay.add(BASELINE_STAGE, settings, run_baseline, makes_model=False)
     lay.baseline = steps[-1]
 
 
@@ -383,7 +383,7 @@ def _evaluation_stage(lay: Layout, values: dict) -> None:
     measured = [(s.key, s.title) for s in lay.stages if s.makes_model and s.key != "teacher_finetune"]
 
     def run_evaluation(folder, inputs):
-        from ..benchmark import benchmark_models
+        from ..benchmark import BASELINE_LABEL, benchmark_models
 
         # The same measurement as `bertlite benchmark --from DIR`: one report format for both.
         models = [("teacher", lay.teacher_folder(inputs))] + [(title, inputs[key]) for key, title in measured]

@@ -19,11 +19,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
+from ..benchmark import FINAL_DIR, STAGES_DIR  # noqa: F401  (the run folder's layout, defined once)
 from ..errors import BertliteError
 from ..record import VERSION, write_json
 
-STAGES_DIR = "stages"
-FINAL_DIR = "final"
 MARKER = "bertlite_stage.json"
 
 
