@@ -250,8 +250,10 @@ def compress_run_models(folder: str) -> list[tuple[str, str]]:
     stages_dir = os.path.join(folder, STAGES_DIR)
     if not os.path.isdir(stages_dir):
         raise BertliteError(f"{folder!r} is not a compress run: it has no {STAGES_DIR}/ folder (DIR/stages/NN-name/ per stage).")
+    # A general-distillation stage holds an encoder without a task head: a model, but nothing to score on the task.
     models = [(name, os.path.join(stages_dir, name)) for name in sorted(os.listdir(stages_dir))
-              if os.path.isfile(os.path.join(stages_dir, name, "config.json"))]
+              if os.path.isfile(os.path.join(stages_dir, name, "config.json"))
+              and _is_classifier_folder(os.path.join(stages_dir, name))]
     final = os.path.join(folder, FINAL_DIR)
     if os.path.isfile(os.path.join(final, "config.json")):
         models.append((FINAL_DIR, final))
@@ -298,6 +300,12 @@ def _load(label: str, source, compile: str | None):
     int8 = is_int8_folder(path)
     timed = load_compressed(path, compile=compile) if compile and int8 else model
     return model.eval(), timed, tokenizer, path, int8
+
+
+def _is_classifier_folder(path: str) -> bool:
+    from .hub.folder import ModelFolder
+
+    return (ModelFolder.inspect(path).architecture or "").endswith("ForSequenceClassification")
 
 
 def _check_classifier(label: str, path: str) -> None:

@@ -125,6 +125,10 @@ def test_from_reads_a_compress_run_layout_and_the_card_embeds_the_report(workdir
     stages = run / "stages"
     shutil.copytree(teacher, stages / "01-teacher")
     (stages / "02-augmentation").mkdir()  # a stage that writes data, not a model: not benchmarked
+    from transformers import BertConfig, BertModel  # a general-distillation encoder (no task head): not benchmarked
+
+    BertModel(BertConfig(vocab_size=64, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                         intermediate_size=32)).save_pretrained(stages / "02-general_distillation")
     (stages / "02-augmentation" / "augmented.jsonl").write_text("{}\n")
     shutil.copytree(student, stages / "03-distillation")
     make_int8(str(stages / "03-distillation"), stages / "04-int8")
