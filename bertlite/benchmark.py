@@ -26,6 +26,7 @@ SEQ_LEN = 128
 STAGES_DIR = "stages"  # a compress run: DIR/stages/NN-name/ per stage, the final model in DIR/final (or DIR)
 FINAL_DIR = "final"
 BASELINE_STAGE = "baseline"  # its folder holds the baseline's steps (shrunk/, pruned/, ..., finetuned/, int8/)
+BASELINE_FP32, BASELINE_INT8 = "finetuned", "int8"  # the baseline's model folders: fine-tuned, then quantized
 BASELINE_LABEL = "shrink and fine-tune, same shape"
 
 
@@ -270,7 +271,7 @@ def compress_run_baseline(folder: str) -> tuple[str, str] | None:
     stages_dir = os.path.join(folder, STAGES_DIR)
     for name in sorted(os.listdir(stages_dir)) if os.path.isdir(stages_dir) else ():
         if name.endswith(f"-{BASELINE_STAGE}"):
-            for step in ("int8", "finetuned"):  # the baseline stage's last step folder
+            for step in (BASELINE_INT8, BASELINE_FP32):  # the baseline stage's last step folder
                 path = os.path.join(stages_dir, name, step)
                 if os.path.isfile(os.path.join(path, "config.json")):
                     return BASELINE_LABEL, path
@@ -302,16 +303,18 @@ def _load(label: str, source, compile: str | None):
     return model.eval(), timed, tokenizer, path, int8
 
 
-def _is_classifier_folder(path: str) -> bool:
+def _architecture(path: str) -> str:
     from .hub.folder import ModelFolder
 
-    return (ModelFolder.inspect(path).architecture or "").endswith("ForSequenceClassification")
+    return ModelFolder.inspect(path).architecture or "no architecture"
+
+
+def _is_classifier_folder(path: str) -> bool:
+    return _architecture(path).endswith("ForSequenceClassification")
 
 
 def _check_classifier(label: str, path: str) -> None:
-    from .hub.folder import ModelFolder
-
-    arch = ModelFolder.inspect(path).architecture or "no architecture"
+    arch = _architecture(path)
     if not arch.endswith("ForSequenceClassification"):
         raise BertliteError(f"{label} ({path}) is not a sequence classifier ({arch}): benchmark models fine-tuned on the "
                             "task, e.g. the teacher folder `bertlite distill` writes and its students.")

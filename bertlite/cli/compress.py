@@ -11,8 +11,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field, fields
 
+from ..benchmark import BASELINE_FP32, BASELINE_INT8, BASELINE_STAGE
 from ..compress.recipe import DEFAULT_RECIPE, STAGE_ORDER, load_recipe
-from ..benchmark import BASELINE_STAGE
 from ..compress.stages import FINAL_DIR, Stage, last_model_stage, run_stages, write_final
 from ..errors import BertliteError
 from ..loading import DEFAULT_TEACHER, display_name, resolve_model_name
@@ -331,7 +331,7 @@ def _baseline_stage(lay: Layout, values: dict, sections: dict) -> None:
     vocabulary = typed_options("vocabulary_pruning", sections.get("vocabulary_pruning") or {}, VOCABULARY_OPTIONS)
     quantization = _quantization_values(sections["quantization"]) if "quantization" in sections else None
     steps = ["shrunk"] + (["pruned"] if pruning else []) + (["vocabulary"] if "vocabulary_pruning" in sections else []) \
-        + ["finetuned"] + (["int8"] if quantization is not None else [])
+        + [BASELINE_FP32] + ([BASELINE_INT8] if quantization is not None else [])
     settings = {**opts, "pruning": pruning, "vocabulary": vocabulary if "vocabulary_pruning" in sections else None,
                 "quantization": quantization, "steps": steps}
 
@@ -345,7 +345,7 @@ def _baseline_stage(lay: Layout, values: dict, sections: dict) -> None:
 
         for step in steps:  # a re-run after an interrupt redoes the quick steps; the fine-tune resumes itself
             path = os.path.join(folder, step)
-            if step != "finetuned" and os.path.isdir(path):
+            if step != BASELINE_FP32 and os.path.isdir(path):
                 shutil.rmtree(path)
         teacher_dir = lay.teacher_folder(inputs)
         shape = load_config(inputs["distillation"])
@@ -366,11 +366,11 @@ def _baseline_stage(lay: Layout, values: dict, sections: dict) -> None:
 
             current, _ = prune_task_vocabulary(current, os.path.join(folder, "vocabulary"), lay.task,
                                                min_count=vocabulary.get("min_count", 1))
-        current = fine_tune(current, lay.task, os.path.join(folder, "finetuned"), what="shrink-and-fine-tune baseline",
+        current = fine_tune(current, lay.task, os.path.join(folder, BASELINE_FP32), what="shrink-and-fine-tune baseline",
                             name=f"{shape.num_hidden_layers}-layer student of {lay.teacher_name}",
                             max_train_examples=lay.limits["max_train_examples"], **opts)
         if quantization is not None:
-            _quantize(quantization, current, os.path.join(folder, "int8"), lay.task)
+            _quantize(quantization, current, os.path.join(folder, BASELINE_INT8), lay.task)
 
     lay.add(BASELINE_STAGE, settings, run_baseline, makes_model=False)
     lay.baseline = steps[-1]

@@ -110,7 +110,7 @@ def fine_tune(model_name: str, task: str, output_dir: str, *, epochs: float = 2.
                       data_collator=DataCollatorWithPadding(tokenizer), processing_class=tokenizer,
                       compute_metrics=trainer_compute_metrics(spec))
     run_training(trainer, fresh=not resumable, what=f"the {what} fine-tune", log=log)
-    selection = chosen_epoch(trainer.state, spec)
+    selection = chosen_epoch(trainer.state, spec, what)
     # safetensors only (Trainer.save_model adds a pickled training_args.bin); "finished" last.
     save_model_folder(output_dir, trainer.model, tokenizer)
     finish_job(output_dir, **selection)
@@ -118,7 +118,7 @@ def fine_tune(model_name: str, task: str, output_dir: str, *, epochs: float = 2.
     return output_dir
 
 
-def chosen_epoch(state, spec) -> dict:
+def chosen_epoch(state, spec, what: str = "teacher") -> dict:
     """What the fine-tune kept, from Trainer's state: the selection metric, the chosen epoch and step, its
     validation scores, and every epoch's validation scores (`validation_history`)."""
     key = f"eval_{spec.main}"
@@ -126,8 +126,8 @@ def chosen_epoch(state, spec) -> dict:
                 **{m: _finite(e[f"eval_{m}"]) for m in spec.metrics if f"eval_{m}" in e}}
                for e in state.log_history if key in e]
     if not history:
-        raise BertliteError("The teacher fine-tune was never evaluated on validation: no epoch finished. "
-                            "Train for at least one epoch (--teacher_epochs).")
+        raise BertliteError(f"The {what} fine-tune was never evaluated on validation: no epoch finished. "
+                            f"Train for at least one epoch ({'--teacher_epochs' if what == 'teacher' else 'epochs'}).")
     best_step = _checkpoint_step(state.best_model_checkpoint)
     chosen = next((h for h in history if h["step"] == best_step), None)
     if chosen is None:  # no checkpoint recorded (e.g. every score NaN): Trainer kept the last weights
