@@ -13,8 +13,9 @@ Recipes (each for the 3-layer and/or 2-layer student `build_student(teacher, num
             fields changed (values parsed as `bertlite distill --field value`)
 
 Each recipe runs at its own default length; --equal-steps adds runs of every recipe for the peer's number of
-optimizer steps. Every trained student is scored on both the validation and the test split and both are cached, so
-the test split never needs a second training; the tables and progress lines show validation unless --split test
+optimizer steps, and --lengths equal runs only those (for a candidate that already trains as long as the peer).
+Every trained student is scored on both the validation and the test split and both are cached, so the test split
+never needs a second training; the tables and progress lines show validation unless --split test
 (printed once, for the setting chosen on validation). Every run is cached in OUTPUT_DIR/results.json under (recipe,
 depth, seed, steps, data size), so an interrupted benchmark resumes and --merge adds runs made elsewhere (two
 processes, e.g. one per depth, each with its own --output-dir, then one --report-only --merge run).
@@ -246,6 +247,8 @@ def main() -> int:
     parser.add_argument("--candidate", action="append", default=[], metavar="NAME:field=value,...",
                         help="a bertlite recipe: the defaults with DistillationConfig fields changed; repeatable")
     parser.add_argument("--equal-steps", action="store_true", help="also run every recipe for the peer's number of optimizer steps")
+    parser.add_argument("--lengths", default=None, help="which lengths to run and show: 'own', 'equal' or 'own,equal' "
+                                                        "(default: own, or own,equal with --equal-steps)")
     parser.add_argument("--split", default="validation", choices=("validation", "test"),
                         help="the split shown (both are measured and cached; show test once, for the setting chosen on validation)")
     parser.add_argument("--output-dir", default="bench-out/peers")
@@ -283,6 +286,10 @@ def main() -> int:
     data = f"train{len(dsd['train'])}-" + "-".join(f"{s}{len(dsd[s])}" for s in SPLITS)
     steps_per_epoch = math.ceil(len(dsd["train"]) / BATCH)
     modes = ["own"] + (["equal"] if args.equal_steps else [])
+    if args.lengths:  # e.g. only the peer's length, when the recipe under test already trains that long
+        modes = [m.strip() for m in args.lengths.split(",") if m.strip()]
+        if not modes or set(modes) - {"own", "equal"}:
+            raise SystemExit(f"--lengths {args.lengths!r}: use own, equal or own,equal")
     steps_for = {}
     for recipe, _ in recipes:
         steps_for[(recipe, "own")] = own_steps(recipe, candidates.get(recipe, {}), steps_per_epoch)
