@@ -30,7 +30,7 @@ def test_console_script_runs():
 
 def test_recipe_values_with_flags_overriding(tmp_path):
     recipe = tmp_path / "r.yaml"
-    recipe.write_text("temperature: 4.0\nstudent_layers: 2\nlearning_rate: 0.0003\n")
+    recipe.write_text("temperature: 5.0\nstudent_layers: 2\nlearning_rate: 0.0003\n")
     _, (args, config, *_) = parse_command("distill", ["--config", str(recipe), "--temperature", "3.0"])
     assert config.temperature == 3.0  # flag wins
     assert args.student_layers == 2 and config.learning_rate == 0.0003  # from the recipe

@@ -58,7 +58,8 @@ def test_the_trainer_distils_from_the_averaged_logits(tmp_path):
     with torch.no_grad():
         other.classifier.bias.copy_(torch.tensor([3.0, -3.0]))  # random tiny models barely disagree; make this one opinionated
     batch = pad_collate([tiny_dataset()[i] for i in range(4)])
-    only_logits = dict(hard_label_weight=0.0, embedding_weight=0.0, hidden_weight=1.0, attention_weight=1.0, layer_map="first")
+    only_logits = dict(logit_weight=1.0, hard_label_weight=0.0, embedding_weight=0.0, hidden_weight=1.0, attention_weight=1.0,
+                       layer_map="first")
 
     # Two identical members teach exactly what one does: a student equal to them has nothing left to learn.
     same = make_trainer(tmp_path / "a", student=copy.deepcopy(anchor), teacher=TeacherEnsemble([anchor, copy.deepcopy(anchor)]),

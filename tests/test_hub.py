@@ -559,7 +559,7 @@ def test_distill_cli_pushes_its_output_with_a_card(hub, tiny_folder, tmp_path, m
     text = card.text
     assert f"| Accuracy (test split) | {metrics['teacher']['test_accuracy']:.4f} | {accuracy:.4f} |" in text
     assert "| CPU speedup (batch 8 × 128 tokens) | 1.00× |" in text and "| Layers × hidden size | 2 × 32 | 1 × 32 |" in text
-    assert "## Training procedure" in text and "| `temperature` | 2.0 |" in text
+    assert "## Training procedure" in text and "| `temperature` | 4.0 |" in text
     assert f"**Command that measured these numbers:** `bertlite distill --teacher {teacher} --task rotten_tomatoes" in text
     assert_no_token(capsys.readouterr().out)
 

@@ -35,9 +35,9 @@ def test_result_settings_leave_out_what_does_not_change_the_result():
     _, (args2, config2, _push2, general2) = parse_command("distill", ["--output_dir", "b", "--per_device_eval_batch_size", "7",
                                                                       "--no_measure_latency", "--fresh"])
     assert result_settings(args, config, general) == result_settings(args2, config2, general2)
-    _, (args3, config3, _, general3) = parse_command("distill", ["--temperature", "4"])
+    _, (args3, config3, _, general3) = parse_command("distill", ["--temperature", "3"])
     changed = result_settings(args3, config3, general3)
-    assert changed["temperature"] == 4.0 and changed != result_settings(args, config, general)
+    assert changed["temperature"] == 3.0 and changed != result_settings(args, config, general)
     assert {"student_layers", "teacher", "task", "learning_rate", "num_train_epochs", "seed", "hidden_weight"} <= set(changed)
 
 
@@ -48,15 +48,15 @@ def test_changed_recipe_in_a_finished_folder_stops_with_one_line(tmp_path, capsy
     finished = _files(out)
     assert json.loads((out / JOB_FILE).read_text())["finished"] is True
 
-    assert _distill(teacher, out, "--temperature", "4", "--hidden_weight", "0") == 1
+    assert _distill(teacher, out, "--temperature", "3", "--hidden_weight", "0") == 1
     line = _error_line(capsys)
-    assert "temperature 2.0 -> 4.0" in line and "hidden_weight 1.0 -> 0.0" in line
+    assert "temperature 4.0 -> 3.0" in line and "hidden_weight 1.0 -> 0.0" in line
     assert "--fresh" in line and "--output_dir" in line
     assert _distill(teacher, out, "--student_layers", "2") == 1  # was an optimizer ValueError traceback
     assert "student_layers 1 -> 2" in _error_line(capsys)
-    assert _files(out) == finished  # nothing resumed, nothing rewritten: the record still says temperature 2
+    assert _files(out) == finished  # nothing resumed, nothing rewritten: the record still says temperature 4
     record = json.loads((out / "compression_config.json").read_text())
-    assert record["steps"][0]["params"]["temperature"] == 2.0
+    assert record["steps"][0]["params"]["temperature"] == 4.0
 
 
 @pytest.mark.slow
@@ -65,11 +65,11 @@ def test_settings_that_do_not_change_the_result_resume_and_fresh_starts_over(tmp
     assert _distill(teacher, out) == 0
     assert _distill(teacher, out, "--logging_steps", "1", "--per_device_eval_batch_size", "4") == 0
     assert "Resuming the distillation from" in capsys.readouterr().out
-    assert _distill(teacher, out, "--temperature", "4", "--fresh") == 0
+    assert _distill(teacher, out, "--temperature", "3", "--fresh") == 0
     assert "Resuming" not in capsys.readouterr().out
     record = json.loads((out / "compression_config.json").read_text())
-    assert record["steps"][0]["params"]["temperature"] == 4.0
-    assert json.loads((out / JOB_FILE).read_text())["settings"]["temperature"] == 4.0
+    assert record["steps"][0]["params"]["temperature"] == 3.0
+    assert json.loads((out / JOB_FILE).read_text())["settings"]["temperature"] == 3.0
 
 
 def test_a_folder_holding_another_model_is_refused_unless_fresh(tmp_path, capsys):

@@ -27,7 +27,7 @@ def test_config_validates():
     with pytest.raises(BertliteError, match="hub_strategy 'every_save' is not supported"):
         DistillationConfig(output_dir="x", push_to_hub=True, hub_model_id="alice/student", hub_strategy="every_save")
     with pytest.raises(BertliteError, match="nothing would be learned"):
-        DistillationConfig(output_dir="x", logit_weight=0, hard_label_weight=0, hidden_weight=0)
+        DistillationConfig(output_dir="x", logit_weight=0, hard_label_weight=0, embedding_weight=0, hidden_weight=0)
 
 
 def test_loss_is_zero_when_student_equals_teacher(tmp_path):
@@ -41,7 +41,7 @@ def test_loss_is_zero_when_student_equals_teacher(tmp_path):
 
 
 def test_short_run_trains_student_logs_every_component_and_freezes_teacher(tmp_path):
-    trainer = make_trainer(tmp_path)
+    trainer = make_trainer(tmp_path, hard_label_weight=0.5)  # every component on (the default leaves gold labels out)
     student_before = {k: v.clone() for k, v in trainer.student.state_dict().items()}
     teacher_before = {k: v.clone() for k, v in trainer.teacher.state_dict().items()}
     projection_before = {k: v.clone() for k, v in trainer.projections.state_dict().items()}

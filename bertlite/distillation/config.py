@@ -19,13 +19,17 @@ class DistillationConfig(TrainingArguments):
     """Training arguments for `DistillationTrainer`. Every loss has its own weight; a weight of 0 turns that
     component off (and skips the work it needs, e.g. eager attention for the attention loss)."""
 
-    temperature: float = field(default=2.0, metadata={"help": "Softmax temperature for the soft-logit loss (Hinton et al.); > 0."})
-    logit_weight: float = field(default=1.0, metadata={"help": "Weight of KL(teacher || student) on temperature-scaled logits."})
-    hard_label_weight: float = field(default=0.5, metadata={"help": "Weight of cross-entropy on the gold labels (skipped for unlabelled batches)."})
-    embedding_weight: float = field(default=0.0, metadata={"help": "Weight of the loss between student and teacher embedding outputs."})
+    # The loss defaults are TextBrewer's example recipe written in bertlite's terms (soft cross-entropy at T=4 is
+    # KL*T^2 with weight 1/T^2; hidden states summed over the matched layers, embeddings included; no gold labels),
+    # chosen on the validation split against the earlier defaults (T=2, hard labels 0.5, layer mean) and against
+    # shrink-and-fine-tune for 3- and 2-layer students: docs/results/peers.md, scripts/bench_peers.py.
+    temperature: float = field(default=4.0, metadata={"help": "Softmax temperature for the soft-logit loss (Hinton et al.); > 0. Default 4, as TextBrewer's recipe."})
+    logit_weight: float = field(default=0.0625, metadata={"help": "Weight of KL(teacher || student) on temperature-scaled logits, which is scaled by T^2. The default 1/T^2 = 0.0625 makes it the unscaled soft cross-entropy of TextBrewer's recipe (up to the teacher's entropy, a constant)."})
+    hard_label_weight: float = field(default=0.0, metadata={"help": "Weight of cross-entropy on the gold labels (skipped for unlabelled batches). Default 0: the teacher's soft targets only."})
+    embedding_weight: float = field(default=1.0, metadata={"help": "Weight of the loss between student and teacher embedding outputs (the hidden-state distance of layer 0)."})
     hidden_weight: float = field(default=1.0, metadata={"help": "Weight of the hidden-state loss over the mapped layers."})
     attention_weight: float = field(default=0.0, metadata={"help": "Weight of the attention-map loss over the mapped layers (needs eager attention; slower)."})
-    layer_loss_reduction: str = field(default="mean", metadata={"help": "How the hidden-state and attention losses of the mapped layers are combined: 'mean' (the weight is that of the whole stack) or 'sum' (each layer pair has the full weight, as TextBrewer's intermediate matches)."})
+    layer_loss_reduction: str = field(default="sum", metadata={"help": "How the hidden-state and attention losses of the mapped layers are combined: 'sum' (default: each layer pair has the full weight, as TextBrewer's intermediate matches) or 'mean' (the weight is that of the whole stack)."})
     layer_map: str = field(default="uniform", metadata={"help": "Teacher layer each student layer learns from: 'uniform' (layer m <- m*N/M), 'last', 'first', or pairs '1:2,2:4,3:6' (student:teacher, 1-based)."})
     hidden_loss: str = field(default="mse", metadata={"help": "Hidden-state distance: 'mse' (TinyBERT) or 'cosine' (DistilBERT)."})
     attention_loss: str = field(default="kl", metadata={"help": "Attention distance: 'kl' (MiniLM) or 'mse' (TinyBERT)."})

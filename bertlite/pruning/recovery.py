@@ -20,7 +20,7 @@ from . import defaults
 RECORDED = ("num_train_epochs", "max_steps", "learning_rate", "per_device_train_batch_size", "weight_decay", "seed",
             "train_sampling_strategy")
 DISTILLATION_RECORDED = ("temperature", "logit_weight", "hard_label_weight", "embedding_weight", "hidden_weight",
-                         "attention_weight", "layer_map", "hidden_loss")
+                         "attention_weight", "layer_map", "layer_loss_reduction", "hidden_loss")
 
 
 def training_arguments(output_dir: str, *, distill: bool, epochs: float = defaults.EPOCHS, max_steps: int = -1,
@@ -49,7 +49,7 @@ def training_arguments(output_dir: str, *, distill: bool, epochs: float = defaul
         return TrainingArguments(**settings)
     # The attention-map loss stays off: a structurally pruned student has fewer heads than its teacher, so their
     # attention maps cannot be compared head by head. Interrupt checkpoints could not be resumed from (see above).
-    return DistillationConfig(**settings, attention_weight=0.0, save_on_interrupt=False)
+    return DistillationConfig(**settings, **defaults.RECOVERY_LOSS, attention_weight=0.0, save_on_interrupt=False)
 
 
 def train(model: nn.Module, args, train_dataset, tokenizer, *, teacher: nn.Module | None = None, callbacks=()):
