@@ -12,6 +12,10 @@ from .layer_map import parse_layer_map
 from .losses import LAYER_REDUCTIONS
 
 TEACHER_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+# The loss defaults before issue 18, for what was measured with them and must keep reproducing it (pruning's
+# recovery distillation, benchmark scripts): KL*T^2 at T=2, gold labels at 0.5, mapped hidden layers averaged.
+EARLIER_DEFAULT_LOSS = dict(temperature=2.0, logit_weight=1.0, hard_label_weight=0.5, embedding_weight=0.0, hidden_weight=1.0,
+                            layer_loss_reduction="mean")
 
 
 @dataclass

@@ -12,11 +12,6 @@ BATCH_SIZE = 32
 MAX_LENGTH = 128
 SEED = 42
 LOGGING_STEPS = 50
-# Recovery distillation's loss, pinned here rather than taken from DistillationConfig's defaults: pruning's results
-# were measured with it, and the task-distillation defaults were chosen for shallower students learning from the
-# teacher's layers (docs/results/peers.md), not for a pruned model winning back what it lost.
-RECOVERY_LOSS = dict(temperature=2.0, logit_weight=1.0, hard_label_weight=0.5, embedding_weight=0.0, hidden_weight=1.0,
-                     layer_loss_reduction="mean")
 
 # Examples whose gradients score importance: structured pruning's taylor/fisher criteria score in batches; Optimal
 # Brain Damage takes one gradient per OBD_BATCH_SIZE examples (1 = per-sample empirical Fisher), so it uses fewer.

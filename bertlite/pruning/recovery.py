@@ -32,6 +32,7 @@ def training_arguments(output_dir: str, *, distill: bool, epochs: float = defaul
     from transformers import TrainingArguments
 
     from .. import DistillationConfig  # public names: they stay put while the distillation package moves
+    from ..distillation.config import EARLIER_DEFAULT_LOSS
     from ..distillation.teacher import SAMPLING
 
     settings = dict(
@@ -49,7 +50,10 @@ def training_arguments(output_dir: str, *, distill: bool, epochs: float = defaul
         return TrainingArguments(**settings)
     # The attention-map loss stays off: a structurally pruned student has fewer heads than its teacher, so their
     # attention maps cannot be compared head by head. Interrupt checkpoints could not be resumed from (see above).
-    return DistillationConfig(**settings, **defaults.RECOVERY_LOSS, attention_weight=0.0, save_on_interrupt=False)
+    # The loss is the one pruning's results were measured with, not today's task-distillation defaults: those were
+    # chosen for shallower students learning from the teacher's layers (docs/results/peers.md), not for a pruned
+    # model winning back what it lost.
+    return DistillationConfig(**settings, **EARLIER_DEFAULT_LOSS, attention_weight=0.0, save_on_interrupt=False)
 
 
 def train(model: nn.Module, args, train_dataset, tokenizer, *, teacher: nn.Module | None = None, callbacks=()):
