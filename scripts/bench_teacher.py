@@ -8,10 +8,13 @@ its models are then scored on test, once. Other settings' test scores are never 
     python scripts/bench_teacher.py                                   # the full grid: 3 x 3 x 3 fine-tunes (hours on a CPU)
     python scripts/bench_teacher.py --epochs 2 --learning-rates 1e-4 --seeds 42
     python scripts/bench_teacher.py --epochs 1 --learning-rates 1e-4,2e-4 --seeds 42 --max-train-examples 64   # smoke run
-    python scripts/bench_teacher.py --report-only                     # the table of the cells finished so far
+    python scripts/bench_teacher.py --report-only --merge docs/results/teacher-runs.json   # the cells finished so far
 
-Finished cells are kept in --output-dir and reused, so the grid can be run in pieces (one process at a time) and
-reported at the end. Results: docs/results/teacher.md.
+Every finished cell is scored on validation (its kept epoch) and on test when it is trained, and its record is cached
+in OUTPUT_DIR/cells.json, so the grid can be run in pieces (one process at a time, or several with their own
+--output-dir) and over several machines: --merge adds the cells cached elsewhere (docs/results/teacher-runs.json holds
+the ones measured so far). Test scores are stored but printed only for the setting chosen on validation.
+Results: docs/results/teacher.md.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import argparse
 import json
 import math
 import os
+import re
 import shlex
 import statistics
 import sys
@@ -48,47 +52,86 @@ def parse_args(argv=None):
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--max-train-examples", type=int, default=None, help="a prefix of the training data (smoke runs)")
     parser.add_argument("--output-dir", default="runs/bench_teacher")
+    parser.add_argument("--merge", action="append", default=[], metavar="JSON",
+                        help="add the cells cached in another cells.json (e.g. docs/results/teacher-runs.json); repeatable")
     parser.add_argument("--report-only", action="store_true", help="train nothing: report the cells already finished")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # for the command printed and stored with each cell
+    return args
 
 
 def cell_dir(args, epochs: float, lr: float, seed: int) -> str:
     subset = f"_n{args.max_train_examples}" if args.max_train_examples else ""
-    return os.path.join(args.output_dir, f"{args.model}_{args.task}{subset}", f"e{epochs:g}_lr{lr:g}_s{seed}")
+    # One folder name even for a model or task given as a path (which would otherwise escape --output-dir).
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{args.model}_{args.task}").strip("_")
+    return os.path.join(args.output_dir, f"{name}{subset}", f"e{epochs:g}_lr{lr:g}_s{seed}")
 
 
-def run_cell(args, epochs: float, lr: float, seed: int) -> dict | None:
-    """The kept epoch and its validation scores of one fine-tune (trained now unless finished before)."""
+def cell_key(args, epochs: float, lr: float, seed: int) -> str:
+    return os.path.relpath(cell_dir(args, epochs, lr, seed), args.output_dir)
+
+
+def run_cell(args, cells: dict, spec, epochs: float, lr: float, seed: int) -> dict | None:
+    """The record of one fine-tune: its kept epoch, validation scores and test scores (trained and scored now unless
+    cached). Both splits are scored once, when the cell is trained, so a later report needs no model folder."""
     from bertlite.distillation.teacher import finetuned_teacher, read_marker
+    from bertlite.record import write_json
 
-    folder = cell_dir(args, epochs, lr, seed)
+    key = cell_key(args, epochs, lr, seed)
+    cached = cells.get(key)
+    if cached and _settings_match(cached, args, epochs, lr, seed):
+        return cached
     if args.report_only:
-        recorded = read_marker(folder)
-        return recorded if recorded.get("settings", {}).get("epochs") == epochs else None
+        return None
+    folder = cell_dir(args, epochs, lr, seed)
+    trained_before = bool(read_marker(folder))  # a finished folder is reused as is: no training time to report
     start = time.perf_counter()
     finetuned_teacher(args.model, args.task, folder, epochs=epochs, learning_rate=lr, batch_size=args.batch_size,
                       max_length=args.max_length, seed=seed, max_train_examples=args.max_train_examples)
-    recorded = read_marker(folder)
-    recorded.setdefault("seconds", round(time.perf_counter() - start, 1))
-    return recorded
+    record = dict(read_marker(folder))
+    if not trained_before:
+        record["seconds"] = round(time.perf_counter() - start, 1)
+    record["test"] = test_scores(args, folder, spec)
+    record["command"] = command_line(args)
+    cells[key] = record
+    write_json(cells_path(args), cells)  # after every cell: an interrupted grid loses at most the cell in progress
+    return record
+
+
+def _settings_match(record: dict, args, epochs: float, lr: float, seed: int) -> bool:
+    """A cached cell counts only if it was trained with this cell's settings (the key leaves out batch and length)."""
+    settings = record.get("settings", {})
+    wanted = {"epochs": epochs, "learning_rate": lr, "seed": seed, "batch_size": args.batch_size,
+              "max_length": args.max_length, "max_train_examples": args.max_train_examples}
+    return all(settings.get(k) == v for k, v in wanted.items())
+
+
+def cells_path(args) -> str:
+    return os.path.join(args.output_dir, "cells.json")
+
+
+def load_cells(args) -> dict:
+    cells = {}
+    for path in [cells_path(args), *args.merge]:
+        if os.path.isfile(path):
+            with open(path) as f:
+                cells.update({k: v for k, v in json.load(f).items() if k not in cells})
+    return cells
+
+
+def command_line(args) -> str:
+    return "OMP_NUM_THREADS=1 python scripts/bench_teacher.py " + " ".join(shlex.quote(a) for a in args.argv)
 
 
 def test_scores(args, folder: str, spec) -> dict:
-    """The test metrics of one kept teacher, measured once and cached beside it."""
+    """The test metrics of one kept teacher (stored with its cell; printed only for the chosen setting)."""
     from bertlite.data import load_task
     from bertlite.loading import load_model, load_tokenizer
     from bertlite.metrics import evaluate_splits
-    from bertlite.record import write_json
 
-    cache = os.path.join(folder, "bench_test_scores.json")
-    if os.path.isfile(cache):
-        with open(cache) as f:
-            return json.load(f)
-    dsd, _ = load_task(args.task)
+    dsd, _ = load_task(args.task, max_train_examples=args.max_train_examples)
     model = load_model(folder, head="classifier", require_head=True).eval()
-    scores = evaluate_splits(model, load_tokenizer(folder), dsd, spec, max_length=args.max_length)
-    write_json(cache, scores)
-    return scores
+    return evaluate_splits(model, load_tokenizer(folder), dsd, spec, max_length=args.max_length)
 
 
 def _mean_std(values: list[float]) -> str:
@@ -107,11 +150,13 @@ def main(argv=None) -> dict:
 
     _, info = load_task(args.task, max_train_examples=args.max_train_examples)
     spec = metric_spec(info)
+    os.makedirs(args.output_dir, exist_ok=True)
+    cells = load_cells(args)
     results = {}  # (epochs, lr) -> {seed: record}
     for epochs in args.epochs:
         for lr in args.learning_rates:
             for seed in args.seeds:
-                record = run_cell(args, epochs, lr, seed)
+                record = run_cell(args, cells, spec, epochs, lr, seed)
                 if record:
                     results.setdefault((epochs, lr), {})[seed] = record
     if not results:
@@ -123,10 +168,10 @@ def main(argv=None) -> dict:
 
     chosen = max(results, key=lambda k: statistics.mean(validation(results[k])))
     chosen_records = results[chosen]
-    tests = {seed: test_scores(args, cell_dir(args, *chosen, seed), spec) for seed in chosen_records}
+    tests = {seed: record["test"] for seed, record in chosen_records.items()}
     test_key = f"test_{spec.main}"
 
-    command = "OMP_NUM_THREADS=1 python scripts/bench_teacher.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
+    command = command_line(args)
     print(f"\nTeacher fine-tune of {args.model} on {args.task}: validation {spec.main} (%) of the kept epoch, "
           f"mean ± std over seeds; test only for the setting chosen on validation.\n")
     print(f"| epochs | learning rate | validation {spec.main} | kept epoch per seed | test {spec.main} |")

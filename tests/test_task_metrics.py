@@ -239,3 +239,38 @@ def test_card_model_index_uses_hub_metric_names(tmp_path):
                                  "matthews_correlation": 0.5}, "test", None)
     assert parsed.quality == {("pearsonr", "test"): 0.8, ("spearmanr", "validation"): 0.7,
                               ("accuracy", "test_mismatched"): 0.6, ("matthews_correlation", "test"): 0.5}
+
+
+def test_bench_teacher_stores_every_cell_and_shows_test_only_for_the_chosen_setting(tmp_path, encoder):
+    """scripts/bench_teacher.py on a tiny encoder and a local task: each cell is scored on both splits once, when it is
+    trained; a report from the stored cells alone (another folder, --merge, nothing trained) chooses the same setting by
+    validation and shows the test score of that setting only, equal to the kept model's own test accuracy."""
+    import importlib.util
+    import os
+
+    from bertlite.data import load_task
+
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts", "bench_teacher.py")
+    spec = importlib.util.spec_from_file_location("bench_teacher", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+
+    task = write_task(tmp_path, "pairs")
+    grid = ["--model", encoder, "--task", task, "--epochs", "1", "--learning-rates", "1e-3,5e-3", "--seeds", "0",
+            "--max-length", "32"]
+    first = bench.main([*grid, "--output-dir", str(tmp_path / "a")])
+    cells = json.loads((tmp_path / "a" / "cells.json").read_text())
+    assert len(cells) == 2 and all("test" in c and "validation" in c for c in cells.values())
+    assert all(os.path.commonpath([str(tmp_path / "a"), str(tmp_path / "a" / k)]) == str(tmp_path / "a") for k in cells)
+
+    best = max(first["cells"], key=lambda c: c["validation"]["accuracy"])
+    assert first["chosen"]["learning_rate"] == best["learning_rate"]
+    assert [c["learning_rate"] for c in first["cells"] if "test" in c] == [best["learning_rate"]]
+    dsd, _ = load_task(task)
+    folder = bench.cell_dir(bench.parse_args([*grid, "--output-dir", str(tmp_path / "a")]), 1.0, best["learning_rate"], 0)
+    predicted = _predictions(folder, dsd, "test").argmax(-1)
+    assert best["test"]["test_accuracy"] == pytest.approx(accuracy_score(np.array(dsd["test"]["label"]), predicted))
+
+    again = bench.main([*grid, "--output-dir", str(tmp_path / "b"), "--merge", str(tmp_path / "a" / "cells.json"), "--report-only"])
+    assert again["chosen"] == first["chosen"] and again["cells"] == first["cells"]
+    assert sorted(os.listdir(tmp_path / "b")) == ["results.json"]  # nothing was trained there
