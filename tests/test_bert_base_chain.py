@@ -193,3 +193,23 @@ def test_bert_base_shaped_chain_distill_prune_quantize_push_load(tmp_path):
             local = _local_logits(folder)
             assert local.shape == (len(TEXTS), 2) and torch.isfinite(local).all()
             assert torch.allclose(_hub_logits(env, repo_id), local, atol=1e-6), repo_id
+
+
+def test_bf16_mixed_precision_runs_the_teacher_in_bf16_too(tmp_path):
+    """--bf16: accelerate autocasts the student's forward; the teacher's forward must run in the same mixed precision
+    (it did not: its matmuls ran in fp32, the slowest part of a bf16 step), while the losses still compare in fp32."""
+    trainer = make_trainer(tmp_path, teacher=tiny_model(seed=0), bf16=True, hard_label_weight=0.0, max_steps=2)
+    seen = {}
+
+    def record(name):
+        def hook(module, args, output):
+            seen.setdefault(name, set()).add(output.dtype)  # returns None: the output is left as it is
+        return hook
+
+    trainer.teacher.bert.encoder.layer[0].attention.self.query.register_forward_hook(record("teacher"))
+    trainer.student.bert.encoder.layer[0].attention.self.query.register_forward_hook(record("student"))
+    result = trainer.train()  # Trainer's own step: accelerate prepares the student with autocast
+    assert seen == {"student": {torch.bfloat16}, "teacher": {torch.bfloat16}}
+    assert torch.isfinite(torch.tensor(result.training_loss))
+    assert {p.dtype for p in trainer.teacher.parameters()} == {torch.float32}  # autocast, not a cast of the weights
+    assert {p.dtype for p in trainer.model.parameters()} == {torch.float32}

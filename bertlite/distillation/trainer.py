@@ -229,11 +229,12 @@ class DistillationTrainer(Trainer):
         want_hidden = intermediate and args.needs_hidden_states
         want_attn = intermediate and args.needs_attentions
         student_out = model(**inputs, output_hidden_states=want_hidden, output_attentions=want_attn)
-        with torch.no_grad():
+        # Under --bf16/--fp16 the teacher runs in the step's mixed precision too: accelerate autocasts only the
+        # forward of the model it prepared for training (the student), so without this the teacher ran in fp32.
+        with torch.no_grad(), self.accelerator.autocast():
             teacher_out = self.teacher(**inputs, output_hidden_states=want_hidden, output_attentions=want_attn)
-            if args.teacher_torch_dtype is not None:  # the losses compare in float32, whatever the teacher ran in
-                for key, value in teacher_out.items():
-                    teacher_out[key] = value.float() if torch.is_tensor(value) else tuple(v.float() for v in value)
+        for key, value in teacher_out.items():  # the losses compare in float32, whatever the teacher ran in
+            teacher_out[key] = value.float() if torch.is_tensor(value) else tuple(v.float() for v in value)
         mask = inputs.get("attention_mask")
         # The container projected the narrower student's hidden states inside its forward (see StudentWithProjections).
         student_hidden = student_out.get("projected_hidden_states", student_out.hidden_states) if want_hidden else None
