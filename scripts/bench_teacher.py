@@ -168,7 +168,11 @@ def main(argv=None) -> dict:
 
     chosen = max(results, key=lambda k: statistics.mean(validation(results[k])))
     chosen_records = results[chosen]
-    tests = {seed: record["test"] for seed, record in chosen_records.items()}
+    missing = [f"e{e:g}/lr{lr:g}/seed{s}" for e in args.epochs for lr in args.learning_rates for s in args.seeds
+               if s not in results.get((e, lr), {})]
+    # A choice among a partial grid is provisional: its test score stays hidden until every cell has run, so the
+    # test split is read once, for the final choice.
+    tests = {} if missing else {seed: record["test"] for seed, record in chosen_records.items()}
     test_key = f"test_{spec.main}"
 
     command = command_line(args)
@@ -180,19 +184,19 @@ def main(argv=None) -> dict:
         for lr in args.learning_rates:
             records = results.get((epochs, lr), {})
             kept = ", ".join(f"{r['chosen_epoch']:g}" for r in records.values()) or "-"
-            test = _mean_std([tests[s][test_key] for s in tests]) if (epochs, lr) == chosen else "-"
-            mark = " **chosen**" if (epochs, lr) == chosen else ""
+            test = "-"
+            if (epochs, lr) == chosen:
+                test = _mean_std([tests[s][test_key] for s in tests]) if tests else "withheld (grid not complete)"
+            mark = (" **chosen**" if tests else " (leading so far)") if (epochs, lr) == chosen else ""
             print(f"| {epochs:g} | {lr:g} | {_mean_std(validation(records))}{mark} | {kept} | {test} |")
-    missing = [f"e{e:g}/lr{lr:g}/seed{s}" for e in args.epochs for lr in args.learning_rates for s in args.seeds
-               if s not in results.get((e, lr), {})]
     if missing:
         print(f"\nNot run: {', '.join(missing)}")
     print(f"\nCommand: {command}")
     summary = {"task": args.task, "model": args.model, "metric": spec.main,
-               "chosen": {"epochs": chosen[0], "learning_rate": chosen[1]},
+               "chosen": {"epochs": chosen[0], "learning_rate": chosen[1]}, "final": not missing,
                "cells": [{"epochs": e, "learning_rate": lr, "seed": s, "chosen_epoch": r["chosen_epoch"],
                           "validation": r["validation"], "validation_history": r.get("validation_history"),
-                          **({"test": tests[s]} if (e, lr) == chosen else {})}
+                          **({"test": tests[s]} if (e, lr) == chosen and tests else {})}
                          for (e, lr), records in results.items() for s, r in records.items()],
                "not_run": missing, "command": command}
     from bertlite.record import write_json

@@ -274,3 +274,8 @@ def test_bench_teacher_stores_every_cell_and_shows_test_only_for_the_chosen_sett
     again = bench.main([*grid, "--output-dir", str(tmp_path / "b"), "--merge", str(tmp_path / "a" / "cells.json"), "--report-only"])
     assert again["chosen"] == first["chosen"] and again["cells"] == first["cells"]
     assert sorted(os.listdir(tmp_path / "b")) == ["results.json"]  # nothing was trained there
+    assert first["final"] and again["final"]
+    # A grid with a cell not yet run (seed 1): the leader is provisional and its test score stays hidden.
+    partial = bench.main([*grid[:-4], "--seeds", "0,1", "--max-length", "32", "--output-dir", str(tmp_path / "c"),
+                          "--merge", str(tmp_path / "a" / "cells.json"), "--report-only"])
+    assert not partial["final"] and not any("test" in c for c in partial["cells"])
