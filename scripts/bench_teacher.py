@@ -71,7 +71,7 @@ def cell_key(args, epochs: float, lr: float, seed: int) -> str:
     return os.path.relpath(cell_dir(args, epochs, lr, seed), args.output_dir)
 
 
-def run_cell(args, cells: dict, spec, epochs: float, lr: float, seed: int) -> dict | None:
+def run_cell(args, cells: dict, dsd, spec, epochs: float, lr: float, seed: int) -> dict | None:
     """The record of one fine-tune: its kept epoch, validation scores and test scores (trained and scored now unless
     cached). Both splits are scored once, when the cell is trained, so a later report needs no model folder."""
     from bertlite.distillation.teacher import finetuned_teacher, read_marker
@@ -91,7 +91,7 @@ def run_cell(args, cells: dict, spec, epochs: float, lr: float, seed: int) -> di
     record = dict(read_marker(folder))
     if not trained_before:
         record["seconds"] = round(time.perf_counter() - start, 1)
-    record["test"] = test_scores(args, folder, spec)
+    record["test"] = test_scores(args, folder, dsd, spec)
     record["command"] = command_line(args)
     cells[key] = record
     write_json(cells_path(args), cells)  # after every cell: an interrupted grid loses at most the cell in progress
@@ -123,13 +123,11 @@ def command_line(args) -> str:
     return "OMP_NUM_THREADS=1 python scripts/bench_teacher.py " + " ".join(shlex.quote(a) for a in args.argv)
 
 
-def test_scores(args, folder: str, spec) -> dict:
+def test_scores(args, folder: str, dsd, spec) -> dict:
     """The test metrics of one kept teacher (stored with its cell; printed only for the chosen setting)."""
-    from bertlite.data import load_task
     from bertlite.loading import load_model, load_tokenizer
     from bertlite.metrics import evaluate_splits
 
-    dsd, _ = load_task(args.task, max_train_examples=args.max_train_examples)
     model = load_model(folder, head="classifier", require_head=True).eval()
     return evaluate_splits(model, load_tokenizer(folder), dsd, spec, max_length=args.max_length)
 
@@ -148,7 +146,7 @@ def main(argv=None) -> dict:
     from bertlite.data import load_task
     from bertlite.metrics import metric_spec
 
-    _, info = load_task(args.task, max_train_examples=args.max_train_examples)
+    dsd, info = load_task(args.task, max_train_examples=args.max_train_examples)  # loaded once: every cell is scored on it
     spec = metric_spec(info)
     os.makedirs(args.output_dir, exist_ok=True)
     cells = load_cells(args)
@@ -156,7 +154,7 @@ def main(argv=None) -> dict:
     for epochs in args.epochs:
         for lr in args.learning_rates:
             for seed in args.seeds:
-                record = run_cell(args, cells, spec, epochs, lr, seed)
+                record = run_cell(args, cells, dsd, spec, epochs, lr, seed)
                 if record:
                     results.setdefault((epochs, lr), {})[seed] = record
     if not results:

@@ -14,6 +14,7 @@ import os
 import re
 from collections import defaultdict
 
+from accelerate.utils import convert_to_fp32
 import torch
 from torch import nn
 from transformers import Trainer
@@ -233,8 +234,7 @@ class DistillationTrainer(Trainer):
         # forward of the model it prepared for training (the student), so without this the teacher ran in fp32.
         with torch.no_grad(), self.accelerator.autocast():
             teacher_out = self.teacher(**inputs, output_hidden_states=want_hidden, output_attentions=want_attn)
-        for key, value in teacher_out.items():  # the losses compare in float32, whatever the teacher ran in
-            teacher_out[key] = _as_float32(value)
+        teacher_out = convert_to_fp32(teacher_out)  # the losses compare in float32, whatever the teacher ran in
         mask = inputs.get("attention_mask")
         # The container projected the narrower student's hidden states inside its forward (see StudentWithProjections).
         student_hidden = student_out.get("projected_hidden_states", student_out.hidden_states) if want_hidden else None
@@ -315,11 +315,3 @@ class DistillationTrainer(Trainer):
         text = render_model_card(self.args.output_dir, self.hub_model_id, license=license, tags=tags)
         write_text(os.path.join(self.args.output_dir, "README.md"), text)
 
-
-def _as_float32(value):
-    """Floating tensors (alone or in a tuple, as hidden states and attentions come) as float32; anything else as is."""
-    if torch.is_tensor(value):
-        return value.float() if value.is_floating_point() else value
-    if isinstance(value, (tuple, list)):
-        return tuple(_as_float32(v) for v in value)
-    return value
