@@ -11,10 +11,13 @@ Recipes (each for the 3-layer and/or 2-layer student `build_student(teacher, num
             terms; the earlier defaults are the candidate v1 below)
   sft       shrink and fine-tune: the same student start, labels only, plain Trainer, the defaults' optimisation
   NAME      --candidate NAME:field=value,field=value: the defaults with DistillationConfig/DistillTrainingArguments
-            fields changed (values parsed as `bertlite distill --field value`)
+            fields changed (values parsed as `bertlite distill --field value`), and optionally a transfer set
+            (`transfer_data=imdb`, `transfer_examples=N`: unlabeled sentences added to the training data, learned from
+            soft targets only, chosen with the run's seed as `bertlite distill --seed` does)
 
-Each recipe runs at its own default length; --equal-steps adds runs of every recipe for the peer's number of
-optimizer steps, and --lengths equal runs only those (for a candidate that already trains as long as the peer).
+Each recipe runs at its own default length; --equal-steps adds runs of every recipe for one common number of
+optimizer steps (the peer's own length unless --equal-length N), and --lengths equal runs only those (for a
+candidate that already trains that long).
 Every trained student is scored on both the validation and the test split and both are cached, so the test split
 never needs a second training; the tables and progress lines show validation unless --split test
 (printed once, for the setting chosen on validation). Every run is cached in OUTPUT_DIR/results.json under (recipe,
@@ -25,6 +28,8 @@ processes, e.g. one per depth, each with its own --output-dir, then one --report
     python scripts/bench_peers.py --depths 3 --seeds 0,1,2 \\
         --candidate tb_like:temperature=4,logit_weight=0.0625,hard_label_weight=0,embedding_weight=1,layer_loss_reduction=sum,num_train_epochs=3
     python scripts/bench_peers.py --depths 3,2 --seeds 0,1,2,3,4 --equal-steps
+    python scripts/bench_peers.py --depths 2 --seeds 0,1,2,3,4 --recipes '' \
+        --candidate tr:temperature=4,logit_weight=0.0625,hard_label_weight=0,embedding_weight=1,layer_loss_reduction=sum,num_train_epochs=3,transfer_data=imdb
     python scripts/bench_peers.py --depths 3 --seeds 0,1,2 --recipes defaults,sft \
         --candidate v1:temperature=2,logit_weight=1,hard_label_weight=0.5,embedding_weight=0,layer_loss_reduction=mean,num_train_epochs=2
 """
@@ -83,8 +88,9 @@ def peer_import_error() -> str | None:
     return None
 
 
-def run_peer(setup: dict, depth: int, seed: int) -> torch.nn.Module:
-    """TextBrewer's GeneralDistiller, configured as in its examples; no checkpoints are written."""
+def run_peer(setup: dict, depth: int, seed: int, steps: int | None = None) -> torch.nn.Module:
+    """TextBrewer's GeneralDistiller, configured as in its examples; no checkpoints are written. `steps` (a whole
+    number of epochs) replaces its 3 epochs for an equal-steps comparison at another length."""
     from textbrewer import DistillationConfig as TBDistillationConfig
     from textbrewer import GeneralDistiller, TrainingConfig
 
@@ -108,11 +114,14 @@ def run_peer(setup: dict, depth: int, seed: int) -> torch.nn.Module:
     collate = DataCollatorWithPadding(setup["tokenizer"])
     loader = torch.utils.data.DataLoader(setup["train"], batch_size=BATCH, shuffle=True, collate_fn=collate,
                                          generator=torch.Generator().manual_seed(seed))
-    steps = PEER["epochs"] * len(loader)
+    epochs = PEER["epochs"] if steps is None else steps // len(loader)
+    if steps is not None and steps != epochs * len(loader):
+        raise SystemExit(f"The peer trains whole epochs of {len(loader)} steps; {steps} steps is not a whole number of them.")
+    steps = epochs * len(loader)
     with tempfile.TemporaryDirectory(prefix="bench-peers-tb-") as tmp:
         distiller = Distiller(TrainingConfig(device="cpu", output_dir=tmp, log_dir=None), distill_config, teacher, student, adaptor, adaptor)
         with distiller:
-            distiller.train(optimizer, loader, num_epochs=PEER["epochs"], scheduler_class=get_linear_schedule_with_warmup,
+            distiller.train(optimizer, loader, num_epochs=epochs, scheduler_class=get_linear_schedule_with_warmup,
                             scheduler_args={"num_warmup_steps": int(PEER["warmup"] * steps), "num_training_steps": steps},
                             batch_postprocessor=lambda b: {k: v for k, v in b.items() if k != "labels"},
                             output_hidden_states=True)
@@ -127,11 +136,29 @@ def defaults_config(out: str, seed: int, fields: dict, steps: int | None) -> Dis
                                     save_on_interrupt=False, disable_tqdm=True, logging_steps=100, **{**fields, **length})
 
 
-def run_bertlite(setup: dict, depth: int, seed: int, fields: dict, steps: int | None) -> torch.nn.Module:
+def training_data(setup: dict, seed: int, job: dict):
+    """The tokenized training split, followed by the candidate's transfer set if it has one (chosen with the run's
+    seed and never from the evaluation splits, as `bertlite distill --transfer_data` does)."""
+    if not job.get("transfer_data"):
+        return setup["train"]
+    from bertlite.distillation.transfer import with_transfer_set
+
+    held_out = set(setup["dsd"]["validation"]["text"]) | set(setup["dsd"]["test"]["text"])
+    train, _ = with_transfer_set(setup["train"], job["transfer_data"], transfer_count(job, len(setup["train"])), setup["tokenizer"],
+                                 max_length=MAX_LENGTH, seed=seed, exclude=held_out, log=lambda *a: None)
+    return train
+
+
+def transfer_count(job: dict, labelled: int) -> int:
+    """Transfer sentences a candidate adds: transfer_examples, or as many as the labelled examples (the job's default)."""
+    return (job.get("transfer_examples") or labelled) if job.get("transfer_data") else 0
+
+
+def run_bertlite(setup: dict, depth: int, seed: int, fields: dict, steps: int | None, job: dict | None = None) -> torch.nn.Module:
     with tempfile.TemporaryDirectory(prefix="bench-peers-bl-") as tmp:
         config = defaults_config(tmp, seed, fields, steps)
         student = fresh_student(setup, depth, seed)
-        trainer = DistillationTrainer(model=student, teacher_model=setup["teacher"], args=config, train_dataset=setup["train"],
+        trainer = DistillationTrainer(model=student, teacher_model=setup["teacher"], args=config, train_dataset=training_data(setup, seed, job or {}),
                                       data_collator=DataCollatorWithPadding(setup["tokenizer"]))
         trainer.train()
     return trainer.model
@@ -162,8 +189,11 @@ def own_steps(recipe: str, fields: dict, steps_per_epoch: int) -> int:
 
 
 # ----- candidates, cache -----------------------------------------------------------------------------------------
-def parse_candidate(text: str) -> tuple[str, dict, str]:
-    """NAME:field=value,field=value -> (name, typed fields, the spec as given)."""
+TRANSFER_FIELDS = ("transfer_data", "transfer_examples")  # the job fields a candidate may set: its training data
+
+
+def parse_candidate(text: str) -> tuple[str, dict, dict, str]:
+    """NAME:field=value,field=value -> (name, typed training/loss fields, typed transfer-set fields, the spec as given)."""
     from bench_distill import parse_overrides  # the same FIELD=VALUE parsing as `bench_distill.py --set`
 
     name, _, spec = text.partition(":")
@@ -173,9 +203,12 @@ def parse_candidate(text: str) -> tuple[str, dict, str]:
         config, job = parse_overrides(spec.split(","))
     except SystemExit as err:
         raise SystemExit(f"--candidate {text!r}: {err}") from None
-    if job:
-        raise SystemExit(f"--candidate {text!r}: only training/loss fields can change here, not {sorted(job)}")
-    return name, config, spec
+    if set(job) - set(TRANSFER_FIELDS):
+        raise SystemExit(f"--candidate {text!r}: only training/loss fields and {', '.join(TRANSFER_FIELDS)} can change here, "
+                         f"not {sorted(set(job) - set(TRANSFER_FIELDS))}")
+    if job.get("transfer_examples") and not job.get("transfer_data"):
+        raise SystemExit(f"--candidate {text!r}: transfer_examples needs transfer_data")
+    return name, config, job, spec
 
 
 # What makes the `defaults` recipe: its cached runs are keyed by these values, so a run made under earlier defaults is
@@ -254,14 +287,16 @@ def table(results: dict, recipes: list[tuple[str, str]], depths: list[int], mode
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--teacher", default="bench-out/teacher", metavar="DIR",
-                        help="fine-tuned teacher folder, used as is; if it does not exist one is fine-tuned into it as `bertlite distill` does "
+                        help="fine-tuned teacher folder, used as is; if it does not exist the benchmark teacher is fine-tuned into it "
                              "(all-MiniLM-L6-v2, 2 epochs, lr 1e-4, seed 42; on the --max-train-examples slice if given)")
     parser.add_argument("--depths", default="3,2", help="student depths, comma-separated (default 3,2)")
     parser.add_argument("--seeds", default="0,1,2,3,4", help="comma-separated seeds (default 0,1,2,3,4)")
     parser.add_argument("--recipes", default="peer,defaults,sft", help="built-in recipes to run: peer, defaults, sft")
     parser.add_argument("--candidate", action="append", default=[], metavar="NAME:field=value,...",
                         help="a bertlite recipe: the defaults with DistillationConfig fields changed; repeatable")
-    parser.add_argument("--equal-steps", action="store_true", help="also run every recipe for the peer's number of optimizer steps")
+    parser.add_argument("--equal-steps", action="store_true", help="also run every recipe for one common number of optimizer steps")
+    parser.add_argument("--equal-length", type=int, default=None, metavar="STEPS",
+                        help="that common number of steps (default: the peer's own length, 3 epochs); a whole number of epochs for the peer")
     parser.add_argument("--lengths", default=None, help="which lengths to run and show: 'own', 'equal' or 'own,equal' "
                                                         "(default: own, or own,equal with --equal-steps)")
     parser.add_argument("--split", default="validation", choices=("validation", "test"),
@@ -282,8 +317,8 @@ def main() -> int:
         raise SystemExit(f"--recipes: unknown {unknown}; use {', '.join(BUILTIN)} (and --candidate for others)")
     candidates = {}
     for text in args.candidate:
-        name, fields, spec = parse_candidate(text)
-        candidates[name] = fields
+        name, fields, job, spec = parse_candidate(text)
+        candidates[name] = (fields, job)
         recipes.append((name, spec))
     if any(r == "peer" for r, _ in recipes) and (problem := peer_import_error()):
         print(f"TextBrewer is not available ({problem}); skipping the peer (install it with: pip install 'bertlite[peers]').")
@@ -307,18 +342,22 @@ def main() -> int:
             raise SystemExit(f"--lengths {args.lengths!r}: use own, equal or own,equal")
     steps_for = {}
     for recipe, _ in recipes:
-        steps_for[(recipe, "own")] = own_steps(recipe, candidates.get(recipe, {}), steps_per_epoch)
-        steps_for[(recipe, "equal")] = PEER["epochs"] * steps_per_epoch
+        fields, job = candidates.get(recipe, ({}, {}))
+        epoch_steps = math.ceil((len(dsd["train"]) + transfer_count(job, len(dsd["train"]))) / BATCH)  # with its transfer set
+        steps_for[(recipe, "own")] = own_steps(recipe, fields, epoch_steps)
+        steps_for[(recipe, "equal")] = args.equal_length or PEER["epochs"] * steps_per_epoch
 
     setup = None
     if not args.report_only:
         teacher_path = args.teacher
         if not os.path.isfile(os.path.join(args.teacher, "config.json")):  # an existing folder is used as is, never refit
-            print(f"No teacher in {args.teacher}: fine-tuning one as the quick start does (2 epochs, lr 1e-4, seed 42).")
-            teacher_path = finetuned_teacher("minilm", TASK, args.teacher, seed=42, max_train_examples=args.max_train_examples)
+            print(f"No teacher in {args.teacher}: fine-tuning the benchmark teacher (2 epochs, lr 1e-4, seed 42).")
+            # Pinned, not the current default: every stored run (docs/results/peers-runs.json) used this teacher.
+            teacher_path = finetuned_teacher("minilm", TASK, args.teacher, epochs=2.0, learning_rate=1e-4, seed=42,
+                                             max_train_examples=args.max_train_examples)
         tokenizer = load_tokenizer(teacher_path)
         teacher = AutoModelForSequenceClassification.from_pretrained(teacher_path).eval()
-        setup = {"teacher": teacher, "tokenizer": tokenizer, "train": tokenize(dsd, tokenizer, MAX_LENGTH)["train"]}
+        setup = {"teacher": teacher, "tokenizer": tokenizer, "dsd": dsd, "train": tokenize(dsd, tokenizer, MAX_LENGTH)["train"]}
         teacher_key = f"teacher|{data}"
         if teacher_key not in results:
             results[teacher_key] = {"key": teacher_key, "accuracy": score(teacher, tokenizer, dsd), "path": teacher_path}
@@ -335,11 +374,12 @@ def main() -> int:
                             continue
                         start = time.perf_counter()
                         if recipe == "peer":
-                            model = run_peer(setup, depth, seed)  # its steps are the equal-steps length
+                            model = run_peer(setup, depth, seed, steps if mode == "equal" else None)
                         elif recipe == "sft":
                             model = run_sft(setup, depth, seed, steps if mode == "equal" else None)
                         else:
-                            model = run_bertlite(setup, depth, seed, candidates.get(recipe, {}), steps if mode == "equal" else None)
+                            fields, job = candidates.get(recipe, ({}, {}))
+                            model = run_bertlite(setup, depth, seed, fields, steps if mode == "equal" else None, job)
                         wall = time.perf_counter() - start
                         acc = score(model, tokenizer, dsd)
                         results[key] = {"key": key, "recipe": recipe, "spec": spec, "depth": depth, "seed": seed,

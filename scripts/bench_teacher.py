@@ -9,11 +9,13 @@ its models are then scored on test, once. Other settings' test scores are never 
     python scripts/bench_teacher.py --epochs 2 --learning-rates 1e-4 --seeds 42
     python scripts/bench_teacher.py --epochs 1 --learning-rates 1e-4,2e-4 --seeds 42 --max-train-examples 64   # smoke run
     python scripts/bench_teacher.py --report-only --merge docs/results/teacher-runs.json   # the cells finished so far
+    python scripts/bench_teacher.py --report-only --final --merge docs/results/teacher-runs.json   # the choice and its test, once
 
 Every finished cell is scored on validation (its kept epoch) and on test when it is trained, and its record is cached
 in OUTPUT_DIR/cells.json, so the grid can be run in pieces (one process at a time, or several with their own
 --output-dir) and over several machines: --merge adds the cells cached elsewhere (docs/results/teacher-runs.json holds
-the ones measured so far). Test scores are stored but printed only for the setting chosen on validation.
+the ones measured so far). Test scores are stored but printed only for the setting chosen on validation, and only
+with --final over a complete grid.
 Results: docs/results/teacher.md.
 """
 
@@ -55,6 +57,10 @@ def parse_args(argv=None):
     parser.add_argument("--merge", action="append", default=[], metavar="JSON",
                         help="add the cells cached in another cells.json (e.g. docs/results/teacher-runs.json); repeatable")
     parser.add_argument("--report-only", action="store_true", help="train nothing: report the cells already finished")
+    parser.add_argument("--final", action="store_true",
+                        help="these epochs x learning rates x seeds are the whole choice: once all have run, print the chosen "
+                             "setting's test score (read it once). Without it the leader is provisional and its test is withheld, "
+                             "so a run over part of the grid (e.g. one row) never shows a test score")
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # for the command printed and stored with each cell
     return args
@@ -170,7 +176,8 @@ def main(argv=None) -> dict:
                if s not in results.get((e, lr), {})]
     # A choice among a partial grid is provisional: its test score stays hidden until every cell has run, so the
     # test split is read once, for the final choice.
-    tests = {} if missing else {seed: record["test"] for seed, record in chosen_records.items()}
+    final = args.final and not missing
+    tests = {seed: record["test"] for seed, record in chosen_records.items()} if final else {}
     test_key = f"test_{spec.main}"
 
     command = command_line(args)
@@ -184,14 +191,15 @@ def main(argv=None) -> dict:
             kept = ", ".join(f"{r['chosen_epoch']:g}" for r in records.values()) or "-"
             test = "-"
             if (epochs, lr) == chosen:
-                test = _mean_std([tests[s][test_key] for s in tests]) if tests else "withheld (grid not complete)"
+                test = _mean_std([tests[s][test_key] for s in tests]) if tests else (
+                    "withheld (grid not complete)" if missing else "withheld (not --final)")
             mark = (" **chosen**" if tests else " (leading so far)") if (epochs, lr) == chosen else ""
             print(f"| {epochs:g} | {lr:g} | {_mean_std(validation(records))}{mark} | {kept} | {test} |")
     if missing:
         print(f"\nNot run: {', '.join(missing)}")
     print(f"\nCommand: {command}")
     summary = {"task": args.task, "model": args.model, "metric": spec.main,
-               "chosen": {"epochs": chosen[0], "learning_rate": chosen[1]}, "final": not missing,
+               "chosen": {"epochs": chosen[0], "learning_rate": chosen[1]}, "final": final,
                "cells": [{"epochs": e, "learning_rate": lr, "seed": s, "chosen_epoch": r["chosen_epoch"],
                           "validation": r["validation"], "validation_history": r.get("validation_history"),
                           **({"test": tests[s]} if (e, lr) == chosen and tests else {})}

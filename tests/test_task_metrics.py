@@ -258,7 +258,9 @@ def test_bench_teacher_stores_every_cell_and_shows_test_only_for_the_chosen_sett
     task = write_task(tmp_path, "pairs")
     grid = ["--model", encoder, "--task", task, "--epochs", "1", "--learning-rates", "1e-3,5e-3", "--seeds", "0",
             "--max-length", "32"]
-    first = bench.main([*grid, "--output-dir", str(tmp_path / "a")])
+    trained = bench.main([*grid, "--output-dir", str(tmp_path / "a")])
+    assert not trained["final"] and not any("test" in c for c in trained["cells"])  # no --final: test withheld
+    first = bench.main([*grid, "--output-dir", str(tmp_path / "a"), "--final"])  # reuses the cells, trains nothing
     cells = json.loads((tmp_path / "a" / "cells.json").read_text())
     assert len(cells) == 2 and all("test" in c and "validation" in c for c in cells.values())
     assert all(os.path.commonpath([str(tmp_path / "a"), str(tmp_path / "a" / k)]) == str(tmp_path / "a") for k in cells)
@@ -271,11 +273,12 @@ def test_bench_teacher_stores_every_cell_and_shows_test_only_for_the_chosen_sett
     predicted = _predictions(folder, dsd, "test").argmax(-1)
     assert best["test"]["test_accuracy"] == pytest.approx(accuracy_score(np.array(dsd["test"]["label"]), predicted))
 
-    again = bench.main([*grid, "--output-dir", str(tmp_path / "b"), "--merge", str(tmp_path / "a" / "cells.json"), "--report-only"])
+    again = bench.main([*grid, "--output-dir", str(tmp_path / "b"), "--merge", str(tmp_path / "a" / "cells.json"), "--report-only",
+                        "--final"])
     assert again["chosen"] == first["chosen"] and again["cells"] == first["cells"]
     assert sorted(os.listdir(tmp_path / "b")) == ["results.json"]  # nothing was trained there
     assert first["final"] and again["final"]
     # A grid with a cell not yet run (seed 1): the leader is provisional and its test score stays hidden.
     partial = bench.main([*grid[:-4], "--seeds", "0,1", "--max-length", "32", "--output-dir", str(tmp_path / "c"),
-                          "--merge", str(tmp_path / "a" / "cells.json"), "--report-only"])
+                          "--merge", str(tmp_path / "a" / "cells.json"), "--report-only", "--final"])
     assert not partial["final"] and not any("test" in c for c in partial["cells"])

@@ -9,7 +9,7 @@ from ..distillation.corpus import PACKAGED_CORPUS
 from ..distillation.general import run_general_distillation
 from ..distillation.job import run_distillation
 from ..distillation.student import check_student_head
-from ..distillation.teacher import teacher_dir
+from ..distillation.teacher import TEACHER_EPOCHS, TEACHER_LEARNING_RATE, teacher_dir
 from ..errors import BertliteError
 from ..loading import DEFAULT_TEACHER, display_name, resolve_model_name
 from ..record import METRICS_FILE
@@ -34,8 +34,8 @@ class DistillArguments:
     student_intermediate_size: int | None = field(default=None, metadata={"help": "Student FFN size (random init when it differs from the teacher's)."})
     student_heads: int | None = field(default=None, metadata={"help": "Student attention heads (random init when it differs from the teacher's)."})
     max_length: int = field(default=128, metadata={"help": "Maximum tokens per example (longer inputs are truncated)."})
-    teacher_epochs: float = field(default=2.0, metadata={"help": "Epochs for fine-tuning a teacher that has no head for the task."})
-    teacher_learning_rate: float = field(default=1e-4, metadata={"help": "Learning rate for that teacher fine-tune."})
+    teacher_epochs: float = field(default=TEACHER_EPOCHS, metadata={"help": "Epochs for fine-tuning a teacher that has no head for the task (the epoch with the best validation score is kept; docs/results/teacher.md)."})
+    teacher_learning_rate: float = field(default=TEACHER_LEARNING_RATE, metadata={"help": "Learning rate for that teacher fine-tune."})
     teacher_ensemble: int = field(default=1, metadata={"help": "Fine-tune this many teachers (seeds seed, seed+1, ...; folders teacher/, teacher-2/, ...) and distill from their averaged logits; hidden states and attention maps come from the first. For a teacher without a task head."})
     extra_teachers: str | None = field(default=None, metadata={"help": "Comma-separated teachers already fine-tuned on the task (folders or Hub ids) whose logits are averaged with the teacher's: an ensemble teacher. They must share its tokenizer."})
     text_column: str = field(default="text", metadata={"help": "Text column for local files / Hub datasets."})
