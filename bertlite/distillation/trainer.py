@@ -314,4 +314,3 @@ class DistillationTrainer(Trainer):
         tags = [tags] if isinstance(tags, str) else list(tags or [])
         text = render_model_card(self.args.output_dir, self.hub_model_id, license=license, tags=tags)
         write_text(os.path.join(self.args.output_dir, "README.md"), text)
-
