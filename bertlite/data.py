@@ -275,6 +275,21 @@ def _carve_validation(dsd, seed: int = SPLIT_SEED):
     return DatasetDict(train=dsd["train"].select(train_idx), validation=dsd["train"].select(val_idx), test=dsd["validation"])
 
 
+def _hold_out(dsd, count: int, is_regression: bool):
+    """Move `count` training examples into a "holdout" split, drawn with a seed other than the task split's so that
+    the draw does not line up with how train was carved."""
+    n = len(dsd["train"])
+    if not 0 < count < n:
+        raise BertliteError(f"Cannot hold out {count} of {n} training examples: use a number between 1 and {n - 1}.")
+    fractions = (1 - count / n, count / n)
+    labels = dsd["train"]["label"]
+    keep, held = random_split(n, fractions, SPLIT_SEED + 1) if is_regression else \
+        stratified_split(labels, fractions, SPLIT_SEED + 1)
+    dsd["holdout"] = dsd["train"].select(held)
+    dsd["train"] = dsd["train"].select(keep)
+    return dsd
+
+
 def glue_splits(task: str, raw):
     """train / validation / test (and mnli's test_mismatched) from the splits GLUE publishes. GLUE's test labels are
     hidden, so its validation split is the test here; mnli keeps both of its validation sets (matched in "test",
@@ -387,11 +402,14 @@ def load_files(train_file: str, validation_file: str | None = None, test_file: s
 
 
 def load_task(task: str, *, text_column: str = "text", text_pair_column: str | None = None, label_column: str = "label",
-              max_train_examples: int | None = None, max_eval_examples: int | None = None):
+              max_train_examples: int | None = None, max_eval_examples: int | None = None,
+              holdout_examples: int | None = None):
     """Load a task by name. Returns (DatasetDict with train/validation/test, TaskInfo).
 
     `task` is one of the offline tasks (rotten_tomatoes, imdb), a GLUE task, a local data file, or any Hub dataset id
-    (its train split and validation/test splits; columns chosen with the column arguments).
+    (its train split and validation/test splits; columns chosen with the column arguments). `holdout_examples`: that
+    many training examples (a fixed stratified draw) moved out of train into a fourth split, "holdout", on which
+    nothing trains or selects a checkpoint (benchmarks choose settings on it).
     """
     if not task:
         raise BertliteError(f"No task given. Offline tasks: {', '.join(OFFLINE_TASKS)}; GLUE: {', '.join(GLUE_TASKS)}.")
@@ -411,10 +429,12 @@ def load_task(task: str, *, text_column: str = "text", text_pair_column: str | N
         dsd, num_labels, is_regression, label_names = encode_labels(dsd, label_column, {s: task for s in dsd})
         info = TaskInfo(name=task.split("/")[-1], num_labels=num_labels, source=task, is_pair=text_pair_column is not None,
                         is_regression=is_regression, label_names=label_names)
+    if holdout_examples:
+        dsd = _hold_out(dsd, holdout_examples, info.is_regression)
     if max_train_examples:
         dsd["train"] = dsd["train"].select(range(min(max_train_examples, len(dsd["train"]))))
     if max_eval_examples:
-        for split in ("validation", "test"):
+        for split in [s for s in ("validation", "test", "holdout") if s in dsd]:
             dsd[split] = dsd[split].select(range(min(max_eval_examples, len(dsd[split]))))
     return dsd, info
 

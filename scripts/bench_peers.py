@@ -18,16 +18,23 @@ Recipes (each for the 3-layer and/or 2-layer student `build_student(teacher, num
 Each recipe runs at its own default length; --equal-steps adds runs of every recipe for one common number of
 optimizer steps (the peer's own length unless --equal-length N), and --lengths equal runs only those (for a
 candidate that already trains that long).
-Every trained student is scored on both the validation and the test split and both are cached, so the test split
-never needs a second training; the tables and progress lines show validation unless --split test
-(printed once, for the setting chosen on validation). Every run is cached in OUTPUT_DIR/results.json under (recipe,
-depth, seed, steps, data size), so an interrupted benchmark resumes and --merge adds runs made elsewhere (two
-processes, e.g. one per depth, each with its own --output-dir, then one --report-only --merge run).
+Every trained student is scored on every evaluation split and all are cached, so the test split never needs a
+second training; the tables and progress lines show validation unless --split (test: printed once, for the setting
+chosen on validation or holdout). Each run also keeps which sentences it got right, and the paired differences then
+carry a 95% bootstrap interval over sentences and seeds: a split of ~850 sentences limits what can be told apart far
+more than the seeds do.
+--holdout N holds N training sentences out of every run, the teacher's fine-tune included, as a third split
+("holdout") that no model trains on or selects a checkpoint on: settings chosen there (--split holdout) are chosen
+where the teacher has no advantage of its own (it keeps its best epoch by validation).
+Every run is cached in OUTPUT_DIR/results.json under (recipe, depth, seed, steps, data size), so an interrupted
+benchmark resumes and --merge adds runs made elsewhere (two processes, e.g. one per depth, each with its own
+--output-dir, then one --report-only --merge run).
 
     python scripts/bench_peers.py --max-train-examples 256 --max-eval-examples 128 --seeds 0 --depths 3   # smoke run
     python scripts/bench_peers.py --depths 3 --seeds 0,1,2 \\
         --candidate tb_like:temperature=4,logit_weight=0.0625,hard_label_weight=0,embedding_weight=1,layer_loss_reduction=sum,num_train_epochs=3
     python scripts/bench_peers.py --depths 3,2 --seeds 0,1,2,3,4 --equal-steps
+    python scripts/bench_peers.py --holdout 1706 --depths 2 --seeds 0,1,2 --split holdout
     python scripts/bench_peers.py --depths 2 --seeds 0,1,2,3,4 --recipes '' \
         --candidate tr:temperature=4,logit_weight=0.0625,hard_label_weight=0,embedding_weight=1,layer_loss_reduction=sum,num_train_epochs=3,transfer_data=imdb
     python scripts/bench_peers.py --depths 3 --seeds 0,1,2 --recipes defaults,sft \
@@ -40,13 +47,13 @@ import argparse
 import json
 import math
 import os
-import shlex
 import statistics
 import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # runs from a checkout without install
+# Runs from a checkout without install; the scripts folder holds the helpers it shares with the other benchmarks.
+sys.path[:0] = [os.path.dirname(os.path.dirname(os.path.abspath(__file__))), os.path.dirname(os.path.abspath(__file__))]
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch  # noqa: E402
@@ -56,15 +63,16 @@ from transformers import (AutoModelForSequenceClassification, DataCollatorWithPa
 from bertlite import DistillationTrainer, build_student, finetuned_teacher  # noqa: E402
 from bertlite.cli.distill import DistillTrainingArguments  # noqa: E402
 from bertlite.data import load_task, tokenize  # noqa: E402
-from bertlite.evaluation import accuracy  # noqa: E402
+from bertlite.evaluation import predict  # noqa: E402
 from bertlite.loading import load_tokenizer  # noqa: E402
+from bench_command import checkout_relative, recorded_command  # noqa: E402
 
 TASK = "rotten_tomatoes"
 MAX_LENGTH = 128
 BATCH = 32
 PEER = {"epochs": 3, "lr": 1e-4, "weight_decay": 0.01, "warmup": 0.1, "temperature": 4.0}
 BUILTIN = ("peer", "defaults", "sft")
-SPLITS = ("validation", "test")
+BOOTSTRAP = 2000  # resamples for the paired intervals
 
 
 def fresh_student(setup: dict, depth: int, seed: int) -> torch.nn.Module:
@@ -143,7 +151,7 @@ def training_data(setup: dict, seed: int, job: dict):
         return setup["train"]
     from bertlite.distillation.transfer import with_transfer_set
 
-    held_out = set(setup["dsd"]["validation"]["text"]) | set(setup["dsd"]["test"]["text"])
+    held_out = set().union(*(setup["dsd"][split]["text"] for split in setup["dsd"] if split != "train"))
     train, _ = with_transfer_set(setup["train"], job["transfer_data"], transfer_count(job, len(setup["train"])), setup["tokenizer"],
                                  max_length=MAX_LENGTH, seed=seed, exclude=held_out, log=lambda *a: None)
     return train
@@ -227,9 +235,15 @@ def cache_key(recipe: str, spec: str, depth: int, seed: int, steps: int, data: s
     return f"{recipe}{'[' + spec + ']' if spec else ''}|d{depth}|s{seed}|{steps}steps|{data}"
 
 
-def score(model: torch.nn.Module, tokenizer, dsd) -> dict:
-    """Accuracy on both evaluation splits, measured once when the model is trained."""
-    return {split: accuracy(model.eval(), tokenizer, dsd[split]) for split in SPLITS}
+def score(model: torch.nn.Module, tokenizer, dsd) -> tuple[dict, dict]:
+    """Accuracy on every evaluation split, measured once when the model is trained, and which sentences it got
+    right ("0"/"1" per sentence, in the split's order): the paired intervals resample them."""
+    accuracy, correct = {}, {}
+    for split in (s for s in dsd if s != "train"):
+        hits = (predict(model.eval(), tokenizer, dsd[split], desc=False).argmax(-1) == torch.tensor(dsd[split]["label"])).tolist()
+        accuracy[split] = sum(hits) / len(hits)
+        correct[split] = "".join("1" if h else "0" for h in hits)
+    return accuracy, correct
 
 
 def save_json(path: str, data: dict) -> None:
@@ -248,22 +262,43 @@ def fmt(values: list[float]) -> str:
     return f"{100 * statistics.mean(values):.2f} ± {100 * statistics.stdev(values):.2f}"
 
 
-def paired(rows: dict, recipe: str, other: str) -> str:
-    """Per-seed difference recipe − other (points) over the seeds both have, then their mean ± std."""
+def paired(rows: dict, recipe: str, other: str, split: str) -> str:
+    """Per-seed difference recipe − other (points) over the seeds both have, then their mean ± std and, where the
+    runs kept their per-sentence results, a 95% interval of the mean difference."""
     seeds = sorted(set(rows.get(recipe, {})) & set(rows.get(other, {})))
     if recipe == other or not seeds:
         return "–"
     diffs = [rows[recipe][s]["acc"] - rows[other][s]["acc"] for s in seeds]
     each = " / ".join(f"{100 * d:+.2f}" for d in diffs)
+    interval = paired_interval([rows[recipe][s] for s in seeds], [rows[other][s] for s in seeds], split)
     if len(diffs) == 1:
-        return each
-    return f"{100 * statistics.mean(diffs):+.2f} ± {100 * statistics.stdev(diffs):.2f} ({each})"
+        return each + interval
+    return f"{100 * statistics.mean(diffs):+.2f} ± {100 * statistics.stdev(diffs):.2f} ({each}){interval}"
+
+
+def paired_interval(runs: list[dict], others: list[dict], split: str) -> str:
+    """95% bootstrap interval of the mean paired difference, resampling the sentences of the split (the same draw
+    for every seed) and the seeds. The std over seeds measures training noise only: with ~850 sentences, two
+    students that disagree on one in ten of them differ by about ±1 point by the draw of the sentences alone, which
+    no number of seeds averages away."""
+    import numpy as np
+
+    if not all(split in r.get("correct", {}) for r in runs + others):
+        return ""
+    diff = np.array([[int(a) - int(b) for a, b in zip(r["correct"][split], o["correct"][split])] for r, o in zip(runs, others)])
+    rng = np.random.default_rng(0)
+    sentences = rng.integers(0, diff.shape[1], (BOOTSTRAP, diff.shape[1]))
+    seeds = rng.integers(0, diff.shape[0], (BOOTSTRAP, diff.shape[0]))
+    per_seed = np.stack([diff[:, idx].mean(axis=1) for idx in sentences])  # (resample, seed)
+    means = np.take_along_axis(per_seed, seeds, axis=1).mean(axis=1)
+    low, high = np.percentile(means, [2.5, 97.5])
+    return f" [{100 * low:+.2f}, {100 * high:+.2f}]"
 
 
 def table(results: dict, recipes: list[tuple[str, str]], depths: list[int], modes: list[str], split: str, data: str,
           steps_for: dict) -> str:
-    lines = [f"| student | length | recipe | steps | {split} accuracy per seed | mean ± std | − peer, paired per seed | "
-             "− sft, paired per seed | training wall (min, mean) |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = [f"| student | length | recipe | steps | {split} accuracy per seed | mean ± std | − peer, paired per seed [95% interval] | "
+             "− sft, paired per seed [95% interval] | training wall (min, mean) |", "|---|---|---|---|---|---|---|---|---|"]
     for depth in depths:
         for mode in modes:
             rows = {recipe: {e["seed"]: {**e, "acc": e["accuracy"][split]} for e in results.values()
@@ -279,16 +314,20 @@ def table(results: dict, recipes: list[tuple[str, str]], depths: list[int], mode
                 per_seed = " / ".join(f"{s}: {100 * a:.2f}" for s, a in zip(seeds, accs))
                 wall = statistics.mean(found[s]["wall_s"] for s in seeds) / 60
                 lines.append(f"| {depth} layers | {mode} | {recipe} | {steps_for[(recipe, mode)]} | {per_seed} | {fmt(accs)} | "
-                             f"{paired(rows, recipe, 'peer')} | {paired(rows, recipe, 'sft')} | {wall:.1f} |")
+                             f"{paired(rows, recipe, 'peer', split)} | {paired(rows, recipe, 'sft', split)} | {wall:.1f} |")
     return "\n".join(lines)
 
 
 # ----- main --------------------------------------------------------------------------------------------------------
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--teacher", default="bench-out/teacher", metavar="DIR",
+    parser.add_argument("--teacher", default=None, metavar="DIR",
                         help="fine-tuned teacher folder, used as is; if it does not exist the benchmark teacher is fine-tuned into it "
-                             "(all-MiniLM-L6-v2, 2 epochs, lr 1e-4, seed 42; on the --max-train-examples slice if given)")
+                             "(all-MiniLM-L6-v2, 2 epochs, lr 1e-4, seed 42; on the --max-train-examples slice if given, without the "
+                             "--holdout sentences; default bench-out/teacher, or bench-out/teacher-holdoutN)")
+    parser.add_argument("--holdout", type=int, default=0, metavar="N",
+                        help="hold N training sentences out of every training run, the teacher's included, as a third evaluation "
+                             "split ('holdout') that no model trains or selects a checkpoint on; choose settings on it with --split holdout")
     parser.add_argument("--depths", default="3,2", help="student depths, comma-separated (default 3,2)")
     parser.add_argument("--seeds", default="0,1,2,3,4", help="comma-separated seeds (default 0,1,2,3,4)")
     parser.add_argument("--recipes", default="peer,defaults,sft", help="built-in recipes to run: peer, defaults, sft")
@@ -299,8 +338,9 @@ def main() -> int:
                         help="that common number of steps (default: the peer's own length, 3 epochs); a whole number of epochs for the peer")
     parser.add_argument("--lengths", default=None, help="which lengths to run and show: 'own', 'equal' or 'own,equal' "
                                                         "(default: own, or own,equal with --equal-steps)")
-    parser.add_argument("--split", default="validation", choices=("validation", "test"),
-                        help="the split shown (both are measured and cached; show test once, for the setting chosen on validation)")
+    parser.add_argument("--split", default="validation", choices=("validation", "test", "holdout"),
+                        help="the split shown (all are measured and cached; show test once, for the setting chosen on "
+                             "validation or holdout)")
     parser.add_argument("--output-dir", default="bench-out/peers")
     parser.add_argument("--merge", action="append", default=[], metavar="JSON", help="add the runs cached in another results.json")
     parser.add_argument("--max-train-examples", type=int, default=None, help="a slice of the training data (smoke runs)")
@@ -308,6 +348,9 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument("--report-only", action="store_true", help="print the table of the cached runs, train nothing")
     args = parser.parse_args()
+    if args.split == "holdout" and not args.holdout:
+        raise SystemExit("--split holdout needs --holdout N")
+    args.teacher = args.teacher or ("bench-out/teacher" + (f"-holdout{args.holdout}" if args.holdout else ""))
     torch.set_num_threads(args.threads)
     depths = [int(d) for d in args.depths.split(",")]
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -330,10 +373,11 @@ def main() -> int:
     for other in args.merge:
         with open(other) as f:
             results.update({k: v for k, v in json.load(f).items() if k not in results})
-    command = "python " + " ".join(shlex.quote(a) for a in sys.argv)
+    command = recorded_command("bench_peers.py", sys.argv[1:])
 
-    dsd, _ = load_task(TASK, max_train_examples=args.max_train_examples, max_eval_examples=args.max_eval_examples)
-    data = f"train{len(dsd['train'])}-" + "-".join(f"{s}{len(dsd[s])}" for s in SPLITS)
+    dsd, _ = load_task(TASK, max_train_examples=args.max_train_examples, max_eval_examples=args.max_eval_examples,
+                       holdout_examples=args.holdout or None)
+    data = f"train{len(dsd['train'])}-" + "-".join(f"{s}{len(dsd[s])}" for s in dsd if s != "train")
     steps_per_epoch = math.ceil(len(dsd["train"]) / BATCH)
     modes = ["own"] + (["equal"] if args.equal_steps else [])
     if args.lengths:  # e.g. only the peer's length, when the recipe under test already trains that long
@@ -354,13 +398,14 @@ def main() -> int:
             print(f"No teacher in {args.teacher}: fine-tuning the benchmark teacher (2 epochs, lr 1e-4, seed 42).")
             # Pinned, not the current default: every stored run (docs/results/peers-runs.json) used this teacher.
             teacher_path = finetuned_teacher("minilm", TASK, args.teacher, epochs=2.0, learning_rate=1e-4, seed=42,
-                                             max_train_examples=args.max_train_examples)
+                                             max_train_examples=args.max_train_examples, holdout_examples=args.holdout or None)
         tokenizer = load_tokenizer(teacher_path)
         teacher = AutoModelForSequenceClassification.from_pretrained(teacher_path).eval()
         setup = {"teacher": teacher, "tokenizer": tokenizer, "dsd": dsd, "train": tokenize(dsd, tokenizer, MAX_LENGTH)["train"]}
         teacher_key = f"teacher|{data}"
         if teacher_key not in results:
-            results[teacher_key] = {"key": teacher_key, "accuracy": score(teacher, tokenizer, dsd), "path": teacher_path}
+            acc, correct = score(teacher, tokenizer, dsd)
+            results[teacher_key] = {"key": teacher_key, "accuracy": acc, "correct": correct, "path": checkout_relative(teacher_path)}
             save_json(cache_path, results)
         print(f"teacher {teacher_path}: {args.split} accuracy {100 * results[teacher_key]['accuracy'][args.split]:.2f}", flush=True)
 
@@ -381,9 +426,9 @@ def main() -> int:
                             fields, job = candidates.get(recipe, ({}, {}))
                             model = run_bertlite(setup, depth, seed, fields, steps if mode == "equal" else None, job)
                         wall = time.perf_counter() - start
-                        acc = score(model, tokenizer, dsd)
-                        results[key] = {"key": key, "recipe": recipe, "spec": spec, "depth": depth, "seed": seed,
-                                        "steps": steps, "data": data, "accuracy": acc, "wall_s": round(wall, 1), "command": command}
+                        acc, correct = score(model, tokenizer, dsd)
+                        results[key] = {"key": key, "recipe": recipe, "spec": spec, "depth": depth, "seed": seed, "steps": steps,
+                                        "data": data, "accuracy": acc, "correct": correct, "wall_s": round(wall, 1), "command": command}
                         save_json(cache_path, results)
                         print(f"{recipe:>10s} {depth} layers seed {seed} {mode:5s} ({steps} steps): {args.split} accuracy "
                               f"{100 * acc[args.split]:.2f}, {wall / 60:.1f} min", flush=True)

@@ -38,6 +38,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
+from bench_command import recorded_command  # noqa: E402
+
 # variant -> (bf16 autocast for student and teacher, gradient checkpointing of the student, teacher_dtype)
 VARIANTS = {
     "fp32": dict(bf16=False, checkpointing=False, teacher_dtype=None),
@@ -266,7 +268,7 @@ def main(argv=None) -> int:
     if args.only in (None, "bert-large"):
         configs += [dict(teacher="bert-large", student=s, variant="fp32", batch=args.large_batch, steps=args.large_steps)
                     for s in args.students]
-    command = "OMP_NUM_THREADS={} python scripts/bench_scale.py {}".format(args.threads, " ".join(argv or sys.argv[1:]))
+    command = recorded_command("bench_scale.py", list(argv or sys.argv[1:]), prefix=f"OMP_NUM_THREADS={args.threads}")
     print(f"command: {command.strip()}\nmachine: {_machine(args.threads)}\nload average before: {os.getloadavg()}",
           flush=True)
     rows, started = [], time.time()

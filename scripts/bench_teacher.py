@@ -26,13 +26,14 @@ import json
 import math
 import os
 import re
-import shlex
 import statistics
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path[:0] = [os.path.dirname(os.path.dirname(os.path.abspath(__file__))), os.path.dirname(os.path.abspath(__file__))]
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from bench_command import recorded_command  # noqa: E402
 
 
 def _floats(text: str) -> list[float]:
@@ -126,7 +127,7 @@ def load_cells(args) -> dict:
 
 
 def command_line(args) -> str:
-    return "OMP_NUM_THREADS=1 python scripts/bench_teacher.py " + " ".join(shlex.quote(a) for a in args.argv)
+    return recorded_command("bench_teacher.py", args.argv, prefix="OMP_NUM_THREADS=1")
 
 
 def test_scores(args, folder: str, dsd, spec) -> dict:

@@ -48,3 +48,22 @@ def test_local_csv_pairs_and_errors(tmp_path):
         load_task(str(path), text_column="sentence")
     with pytest.raises(BertliteError, match="does not exist"):
         load_task(str(tmp_path / "missing.csv"))
+
+
+def test_holdout_moves_a_fixed_balanced_draw_out_of_train():
+    """The holdout split is a third evaluation split: disjoint from every other split, balanced, the same draw on
+    every call, and taken from train only (validation and test unchanged)."""
+    full, _ = load_task("rotten_tomatoes")
+    dsd, _ = load_task("rotten_tomatoes", holdout_examples=1706)
+    again, _ = load_task("rotten_tomatoes", holdout_examples=1706)
+    assert (len(dsd["train"]), len(dsd["holdout"])) == (6824 - 1706, 1706)
+    assert dsd["holdout"]["text"] == again["holdout"]["text"]
+    assert collections.Counter(dsd["holdout"]["label"]) == {0: 853, 1: 853}
+    held = set(dsd["holdout"]["text"])
+    assert held <= set(full["train"]["text"]) and not held & set(dsd["train"]["text"])
+    assert sorted(held | set(dsd["train"]["text"])) == sorted(set(full["train"]["text"]))
+    assert dsd["validation"]["text"] == full["validation"]["text"] and dsd["test"]["text"] == full["test"]["text"]
+    sliced, _ = load_task("rotten_tomatoes", holdout_examples=1706, max_eval_examples=10)
+    assert len(sliced["holdout"]) == 10 and sliced["holdout"]["text"] == dsd["holdout"]["text"][:10]
+    with pytest.raises(BertliteError, match="Cannot hold out 6824 of 6824"):
+        load_task("rotten_tomatoes", holdout_examples=6824)

@@ -51,11 +51,11 @@ def finetuned_teacher(teacher: str, task: str, output_dir: str, *, epochs: float
                       learning_rate: float = TEACHER_LEARNING_RATE,
                       batch_size: int = 32, max_length: int = 128, seed: int = 42, max_train_examples: int | None = None,
                       trust_remote_code: bool = False, name: str | None = None, fresh: bool = False,
-                      log=print) -> str:
+                      holdout_examples: int | None = None, log=print) -> str:
     """Path of a teacher trained on `task`. A teacher that already has a head for the task is returned unchanged;
     otherwise it is fine-tuned into `output_dir` (resuming an interrupted fine-tune, reusing a finished one whose
     recorded settings match; other settings are an error unless `fresh`). `name`: how logs and records call the
-    teacher (default: its display name)."""
+    teacher (default: its display name); `holdout_examples`: training examples it never sees (see `load_task`)."""
     _, info = load_task(task, max_train_examples=1, max_eval_examples=1)
     source = resolve_model_name(teacher)
     if has_task_head(source, info.num_labels):
@@ -63,23 +63,25 @@ def finetuned_teacher(teacher: str, task: str, output_dir: str, *, epochs: float
         return source
     return fine_tune(teacher, task, output_dir, epochs=epochs, learning_rate=learning_rate, batch_size=batch_size,
                      max_length=max_length, seed=seed, max_train_examples=max_train_examples,
-                     trust_remote_code=trust_remote_code, name=name, fresh=fresh, log=log)
+                     trust_remote_code=trust_remote_code, name=name, fresh=fresh, holdout_examples=holdout_examples, log=log)
 
 
 def fine_tune(model_name: str, task: str, output_dir: str, *, epochs: float = 2.0, learning_rate: float = 1e-4,
               batch_size: int = 32, max_length: int = 128, seed: int = 42, max_train_examples: int | None = None,
               trust_remote_code: bool = False, name: str | None = None, fresh: bool = False, what: str = "teacher",
-              log=print) -> str:
+              holdout_examples: int | None = None, log=print) -> str:
     """Fine-tune `model_name` on `task`'s labels into `output_dir`, keeping the epoch with the best validation score,
     whether or not it already has a head (the teacher fine-tune, and compress's shrink-and-fine-tune baseline:
     `what` names it in logs and the job record)."""
-    dsd, info = load_task(task, max_train_examples=max_train_examples)
+    dsd, info = load_task(task, max_train_examples=max_train_examples, holdout_examples=holdout_examples)
     source = resolve_model_name(model_name)
     name = name or display_name(model_name)
     spec = metric_spec(info)
     settings = {what: name, "task": task, "epochs": epochs, "learning_rate": learning_rate,
                 "batch_size": batch_size, "max_length": max_length, "seed": seed, "max_train_examples": max_train_examples,
                 "sampling": SAMPLING, "selection": f"best validation {spec.main} of the epochs"}
+    if holdout_examples:  # only when set, so that the records of earlier fine-tunes still match
+        settings["holdout_examples"] = holdout_examples
     # The same re-run rules as every job (bertlite.jobs): a finished fine-tune with these settings is reused, an
     # interrupted one resumed, one with other settings is an error unless `fresh`.
     previous = read_job(output_dir) if os.path.isdir(output_dir) else None

@@ -1,0 +1,60 @@
+"""scripts/bench_peers.py's statistics and bookkeeping (its training runs are measured by the script itself)."""
+
+import importlib.util
+import os
+import sys
+
+import numpy as np
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def bench():
+    path = os.path.join(ROOT, "scripts", "bench_peers.py")
+    spec = importlib.util.spec_from_file_location("bench_peers", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def runs(rows):
+    return [{"correct": {"holdout": "".join(str(v) for v in row)}} for row in rows]
+
+
+def test_paired_interval_covers_the_sentence_draw(bench):
+    """Two students that disagree on 10% of 1000 sentences, half each way: a mean difference of 0 whose 95%
+    interval is about ±2·sqrt(0.1/1000) ≈ ±2 points wide however many identical seeds are added; one student right
+    on every sentence the other gets wrong: a difference of +10 points with an interval around it that excludes 0."""
+    rng = np.random.default_rng(1)
+    base = rng.integers(0, 2, 1000)
+    flip = np.zeros(1000, dtype=int)
+    flip[:100] = 1
+    other = np.where(flip == 1, 1 - base, base)
+    text = bench.paired_interval(runs([base] * 5), runs([other] * 5), "holdout")
+    low, high = (float(v) for v in text.strip(" []").split(","))
+    assert low < 0 < high and 1.2 < -low < 3 and 1.2 < high < 3  # not the ±0 that the std over seeds shows
+    better = np.where(flip == 1, 1, base)
+    worse = np.where(flip == 1, 0, base)
+    low, high = (float(v) for v in bench.paired_interval(runs([better] * 3), runs([worse] * 3), "holdout").strip(" []").split(","))
+    assert 7 < low < 10 < high < 13
+    assert bench.paired_interval(runs([base]), [{"correct": {}}], "holdout") == ""  # a run stored without sentences
+
+
+def test_paired_table_cell_shows_seed_spread_and_interval(bench):
+    rows = {"a": {0: {"acc": 0.80, **runs([[1, 1, 0, 1]])[0]}, 1: {"acc": 0.75, **runs([[1, 0, 0, 1]])[0]}},
+            "sft": {0: {"acc": 0.70, **runs([[1, 0, 0, 1]])[0]}, 1: {"acc": 0.75, **runs([[1, 0, 0, 1]])[0]}}}
+    cell = bench.paired(rows, "a", "sft", "holdout")
+    assert cell.startswith("+5.00 ± 7.07 (+10.00 / +0.00) [")
+
+
+def test_recorded_command_names_no_folder_of_this_machine(bench):
+    from bench_command import recorded_command
+
+    argv = ["--teacher", os.path.join(ROOT, "bench-out", "teacher"), f"--output-dir={os.path.join(ROOT, 'bench-out', 'peers')}",
+            "--merge", "/elsewhere/results.json", "--candidate", "c:a=1,b=x y"]
+    command = recorded_command("bench_peers.py", argv, prefix="OMP_NUM_THREADS=1")
+    assert ROOT not in command
+    assert command == ("OMP_NUM_THREADS=1 python scripts/bench_peers.py --teacher bench-out/teacher --output-dir=bench-out/peers "
+                       "--merge /elsewhere/results.json --candidate 'c:a=1,b=x y'")
