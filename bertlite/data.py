@@ -88,6 +88,11 @@ def random_split(n: int, fractions=SPLIT_FRACTIONS, seed: int = SPLIT_SEED) -> t
     return tuple(np.split(perm, np.round(np.cumsum(fractions)[:-1] * n).astype(int)))
 
 
+def split_indices(labels, fractions, seed: int, is_regression: bool) -> tuple[np.ndarray, ...]:
+    """A seeded split of a task's examples: stratified by class, or random for regression scores."""
+    return random_split(len(labels), fractions, seed) if is_regression else stratified_split(labels, fractions, seed)
+
+
 def load_packaged_reviews(source: str, max_examples: int | None = None):
     """rotten_tomatoes or imdb from the packaged CSV, with the fixed stratified split."""
     import pandas as pd
@@ -281,10 +286,7 @@ def _hold_out(dsd, count: int, is_regression: bool):
     n = len(dsd["train"])
     if not 0 < count < n:
         raise BertliteError(f"Cannot hold out {count} of {n} training examples: use a number between 1 and {n - 1}.")
-    fractions = (1 - count / n, count / n)
-    labels = dsd["train"]["label"]
-    keep, held = random_split(n, fractions, SPLIT_SEED + 1) if is_regression else \
-        stratified_split(labels, fractions, SPLIT_SEED + 1)
+    keep, held = split_indices(dsd["train"]["label"], (1 - count / n, count / n), SPLIT_SEED + 1, is_regression)
     dsd["holdout"] = dsd["train"].select(held)
     dsd["train"] = dsd["train"].select(keep)
     return dsd
@@ -387,7 +389,7 @@ def load_files(train_file: str, validation_file: str | None = None, test_file: s
     if "validation" not in dsd or "test" not in dsd:
         labels = dsd["train"]["label"]
         fractions = SPLIT_FRACTIONS if "test" not in dsd and "validation" not in dsd else (0.9, 0.1)
-        parts = random_split(len(labels), fractions) if is_regression else stratified_split(labels, fractions)
+        parts = split_indices(labels, fractions, SPLIT_SEED, is_regression)
         new = {"train": dsd["train"].select(parts[0])}
         missing = [s for s in ("validation", "test") if s not in dsd]
         for split, idx in zip(missing, parts[1:]):

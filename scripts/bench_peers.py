@@ -151,7 +151,7 @@ def training_data(setup: dict, seed: int, job: dict):
         return setup["train"]
     from bertlite.distillation.transfer import with_transfer_set
 
-    held_out = set().union(*(setup["dsd"][split]["text"] for split in setup["dsd"] if split != "train"))
+    held_out = set().union(*(setup["dsd"][split]["text"] for split in eval_splits(setup["dsd"])))
     train, _ = with_transfer_set(setup["train"], job["transfer_data"], transfer_count(job, len(setup["train"])), setup["tokenizer"],
                                  max_length=MAX_LENGTH, seed=seed, exclude=held_out, log=lambda *a: None)
     return train
@@ -235,11 +235,16 @@ def cache_key(recipe: str, spec: str, depth: int, seed: int, steps: int, data: s
     return f"{recipe}{'[' + spec + ']' if spec else ''}|d{depth}|s{seed}|{steps}steps|{data}"
 
 
+def eval_splits(dsd) -> list[str]:
+    """validation, test and, with --holdout, holdout: every split that no student trains on."""
+    return [split for split in dsd if split != "train"]
+
+
 def score(model: torch.nn.Module, tokenizer, dsd) -> tuple[dict, dict]:
     """Accuracy on every evaluation split, measured once when the model is trained, and which sentences it got
     right ("0"/"1" per sentence, in the split's order): the paired intervals resample them."""
     accuracy, correct = {}, {}
-    for split in (s for s in dsd if s != "train"):
+    for split in eval_splits(dsd):
         hits = (predict(model.eval(), tokenizer, dsd[split], desc=False).argmax(-1) == torch.tensor(dsd[split]["label"])).tolist()
         accuracy[split] = sum(hits) / len(hits)
         correct[split] = "".join("1" if h else "0" for h in hits)
@@ -377,7 +382,7 @@ def main() -> int:
 
     dsd, _ = load_task(TASK, max_train_examples=args.max_train_examples, max_eval_examples=args.max_eval_examples,
                        holdout_examples=args.holdout or None)
-    data = f"train{len(dsd['train'])}-" + "-".join(f"{s}{len(dsd[s])}" for s in dsd if s != "train")
+    data = f"train{len(dsd['train'])}-" + "-".join(f"{s}{len(dsd[s])}" for s in eval_splits(dsd))
     steps_per_epoch = math.ceil(len(dsd["train"]) / BATCH)
     modes = ["own"] + (["equal"] if args.equal_steps else [])
     if args.lengths:  # e.g. only the peer's length, when the recipe under test already trains that long
