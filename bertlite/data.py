@@ -265,19 +265,19 @@ def check_class_labels(dsd, num_labels: int, where: str) -> None:
                                 f"0..{num_labels - 1} of this {num_labels}-class task.")
 
 
-def _carve_validation(dsd, seed: int = SPLIT_SEED):
-    """Hub datasets whose test labels are hidden: the labelled validation split becomes test, and a stratified
-    tenth of train becomes validation (for model selection without peeking at test)."""
+def carve_missing_splits(dsd, is_regression: bool):
+    """train / validation / test, the missing ones drawn from train with the fixed split seed as the packaged tasks'
+    are (`split_indices`: stratified by class, random for regression scores): a missing validation split is a tenth
+    of train, and with neither validation nor test, train is split 80/10/10."""
     from datasets import DatasetDict
 
-    labels = dsd["train"]["label"]
-    if len(set(labels)) < 50:  # classification: stratify
-        train_idx, val_idx = stratified_split(labels, (0.9, 0.1), seed)
-    else:
-        perm = np.random.default_rng(seed).permutation(len(labels))
-        cut = int(0.9 * len(labels))
-        train_idx, val_idx = perm[:cut], perm[cut:]
-    return DatasetDict(train=dsd["train"].select(train_idx), validation=dsd["train"].select(val_idx), test=dsd["validation"])
+    missing = [split for split in ("validation", "test") if split not in dsd]
+    if not missing:
+        return dsd
+    fractions = SPLIT_FRACTIONS if len(missing) == 2 else (0.9, 0.1)
+    parts = split_indices(dsd["train"]["label"], fractions, SPLIT_SEED, is_regression)
+    new = {"train": dsd["train"].select(parts[0]), **{split: dsd["train"].select(idx) for split, idx in zip(missing, parts[1:])}}
+    return DatasetDict({split: new.get(split, dsd.get(split)) for split in ("train", "validation", "test")})
 
 
 def _hold_out(dsd, count: int, is_regression: bool):
@@ -296,6 +296,8 @@ def glue_splits(task: str, raw):
     """train / validation / test (and mnli's test_mismatched) from the splits GLUE publishes. GLUE's test labels are
     hidden, so its validation split is the test here; mnli keeps both of its validation sets (matched in "test",
     mismatched in "test_mismatched"), since GLUE reports mnli on both."""
+    from datasets import DatasetDict
+
     first, second, num_labels = GLUE_TASKS[task]
     if task == "mnli":
         raw = {"train": raw["train"], "validation": raw["validation_matched"], "test_mismatched": raw["validation_mismatched"]}
@@ -304,7 +306,8 @@ def glue_splits(task: str, raw):
     normalised = _normalise(raw, first, second, "label")
     if num_labels > 1:
         check_class_labels(normalised, num_labels, f"{GLUE_DATASET}/{task}")
-    dsd = _carve_validation(normalised)
+    # GLUE's test labels are hidden: its validation split is the test here, and validation is carved from train.
+    dsd = carve_missing_splits(DatasetDict(train=normalised["train"], test=normalised["validation"]), is_regression=num_labels == 1)
     if "test_mismatched" in normalised:
         dsd["test_mismatched"] = normalised["test_mismatched"]
     return dsd
@@ -367,8 +370,6 @@ def load_files(train_file: str, validation_file: str | None = None, test_file: s
 
     Labels are class ids 0..N-1, label names (mapped to ids in sorted order: negative -> 0, positive -> 1) or
     non-integer scores (a regression task); see `encode_labels`. Bad files are a one-line BertliteError."""
-    from datasets import DatasetDict
-
     files = {"train": train_file}
     if validation_file:
         files["validation"] = validation_file
@@ -386,18 +387,7 @@ def load_files(train_file: str, validation_file: str | None = None, test_file: s
     raw = _read_files(files, builder, columns, **kwargs)
     dsd = _normalise(raw, text_column, text_pair_column, label_column, files)
     dsd, num_labels, is_regression, label_names = encode_labels(dsd, label_column, files)
-    if "validation" not in dsd or "test" not in dsd:
-        labels = dsd["train"]["label"]
-        fractions = SPLIT_FRACTIONS if "test" not in dsd and "validation" not in dsd else (0.9, 0.1)
-        parts = split_indices(labels, fractions, SPLIT_SEED, is_regression)
-        new = {"train": dsd["train"].select(parts[0])}
-        missing = [s for s in ("validation", "test") if s not in dsd]
-        for split, idx in zip(missing, parts[1:]):
-            new[split] = dsd["train"].select(idx)
-        for split in ("validation", "test"):
-            if split in dsd:
-                new[split] = dsd[split]
-        dsd = DatasetDict(new)
+    dsd = carve_missing_splits(dsd, is_regression)
     info = TaskInfo(name=name or Path(train_file).stem, num_labels=num_labels, source=os.path.basename(train_file),
                     is_pair=text_pair_column is not None, is_regression=is_regression, label_names=label_names)
     return dsd, info
@@ -424,11 +414,11 @@ def load_task(task: str, *, text_column: str = "text", text_pair_column: str | N
     else:
         raw = hub_load(task, task)
         dsd = _normalise(raw, text_column, text_pair_column, label_column)
-        if "test" not in dsd or "validation" not in dsd:
-            if "validation" not in dsd and "test" in dsd:
-                dsd["validation"] = dsd["test"]
-            dsd = _carve_validation(dsd)
+        # Labels first: whether the task is regression decides how missing splits are carved out of train.
         dsd, num_labels, is_regression, label_names = encode_labels(dsd, label_column, {s: task for s in dsd})
+        if "validation" in dsd and "test" not in dsd:  # test labels hidden (as GLUE's): validation is the test
+            dsd["test"] = dsd.pop("validation")
+        dsd = carve_missing_splits(dsd, is_regression)
         info = TaskInfo(name=task.split("/")[-1], num_labels=num_labels, source=task, is_pair=text_pair_column is not None,
                         is_regression=is_regression, label_names=label_names)
     if holdout_examples:

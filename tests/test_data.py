@@ -67,3 +67,55 @@ def test_holdout_moves_a_fixed_balanced_draw_out_of_train():
     assert len(sliced["holdout"]) == 10 and sliced["holdout"]["text"] == dsd["holdout"]["text"][:10]
     with pytest.raises(BertliteError, match="Cannot hold out 6824 of 6824"):
         load_task("rotten_tomatoes", holdout_examples=6824)
+
+
+def _texts(dsd):
+    return {split: list(ds["text"]) for split, ds in dsd.items()}
+
+
+def test_missing_splits_are_carved_from_train_as_the_packaged_splits_are():
+    from datasets import Dataset, DatasetDict
+
+    from bertlite.data import carve_missing_splits
+
+    n = 1005  # 0.9 * n = 904.5: the regression cut rounds as every other split does
+    scores = [round(0.37 * i % 5, 3) + 0.25 for i in range(n)]  # non-integer scores: a regression task
+    train = Dataset.from_dict({"text": [f"pair {i}" for i in range(n)], "label": scores})
+    test = Dataset.from_dict({"text": ["held 1", "held 2"], "label": [1.5, 2.5]})
+    dsd = carve_missing_splits(DatasetDict(train=train, test=test), is_regression=True)
+    texts = _texts(dsd)
+    assert list(dsd) == ["train", "validation", "test"] and texts["test"] == ["held 1", "held 2"]
+    assert not set(texts["train"]) & set(texts["validation"])
+    assert sorted(texts["train"] + texts["validation"]) == sorted(train["text"])
+    assert len(dsd["validation"]) == n - round(0.9 * n)
+    assert _texts(carve_missing_splits(DatasetDict(train=train, test=test), is_regression=True)) == texts  # fixed
+
+    # Classes: stratified; with neither validation nor test, 80/10/10 (a Hub dataset with only a train split).
+    labels = [0] * 300 + [1] * 100 + [2] * 100
+    alone = carve_missing_splits(DatasetDict(train=Dataset.from_dict({"text": [f"s {i}" for i in range(500)], "label": labels})),
+                                 is_regression=False)
+    assert [len(alone[s]) for s in ("train", "validation", "test")] == [400, 50, 50]
+    for split in ("validation", "test"):
+        assert collections.Counter(alone[split]["label"]) == {0: 30, 1: 10, 2: 10}
+    assert len(set().union(*map(set, _texts(alone).values()))) == 500
+
+
+def test_glue_validation_is_the_test_and_validation_comes_from_train():
+    from datasets import Dataset, DatasetDict
+
+    from bertlite.data import glue_splits
+
+    def part(prefix, labels):
+        return Dataset.from_dict({"sentence": [f"{prefix} {i}" for i in range(len(labels))], "label": labels,
+                                  "idx": list(range(len(labels)))})
+
+    raw = DatasetDict(train=part("train", [0] * 70 + [1] * 30), validation=part("dev", [1, 0, 1]))
+    dsd = glue_splits("sst2", raw)
+    assert _texts(dsd)["test"] == ["dev 0", "dev 1", "dev 2"]
+    assert collections.Counter(dsd["validation"]["label"]) == {0: 7, 1: 3}
+    assert not set(dsd["validation"]["text"]) & set(dsd["train"]["text"]) and len(dsd["train"]) == 90
+    stsb = glue_splits("stsb", DatasetDict(train=Dataset.from_dict({"sentence1": [f"a {i}" for i in range(101)],
+                                                                      "sentence2": [f"b {i}" for i in range(101)],
+                                                                      "label": [i / 20 for i in range(101)], "idx": list(range(101))}),
+                                           validation=Dataset.from_dict({"sentence1": ["x"], "sentence2": ["y"], "label": [2.5], "idx": [0]})))
+    assert (len(stsb["train"]), len(stsb["validation"]), len(stsb["test"])) == (91, 10, 1)
