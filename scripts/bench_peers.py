@@ -26,7 +26,8 @@ more than the seeds do.
 --holdout N holds N training sentences out of every run, the teacher's fine-tune included, as a third split
 ("holdout") that no model trains on or selects a checkpoint on: settings chosen there (--split holdout) are chosen
 where the teacher has no advantage of its own (it keeps its best epoch by validation).
-Every run is cached in OUTPUT_DIR/results.json under (recipe, depth, seed, steps, data size), so an interrupted
+Every run is cached in OUTPUT_DIR/results.json under (recipe, depth, seed, steps, data size; a candidate with its
+fields sorted and typed, so the order they are written in does not matter), so an interrupted
 benchmark resumes and --merge adds runs made elsewhere (two processes, e.g. one per depth, each with its own
 --output-dir, then one --report-only --merge run).
 
@@ -201,7 +202,9 @@ TRANSFER_FIELDS = ("transfer_data", "transfer_examples")  # the job fields a can
 
 
 def parse_candidate(text: str) -> tuple[str, dict, dict, str]:
-    """NAME:field=value,field=value -> (name, typed training/loss fields, typed transfer-set fields, the spec as given)."""
+    """NAME:field=value,field=value -> (name, typed training/loss fields, typed transfer-set fields, the spec in its
+    canonical form: the typed values, sorted by field, so that `temperature=4,logit_weight=1` and
+    `logit_weight=1.0,temperature=4.0` are the same recipe and find the same cached runs)."""
     from bench_distill import parse_overrides  # the same FIELD=VALUE parsing as `bench_distill.py --set`
 
     name, _, spec = text.partition(":")
@@ -216,7 +219,7 @@ def parse_candidate(text: str) -> tuple[str, dict, dict, str]:
                          f"not {sorted(set(job) - set(TRANSFER_FIELDS))}")
     if job.get("transfer_examples") and not job.get("transfer_data"):
         raise SystemExit(f"--candidate {text!r}: transfer_examples needs transfer_data")
-    return name, config, job, spec
+    return name, config, job, ",".join(f"{field}={value}" for field, value in sorted({**config, **job}.items()))
 
 
 # What makes the `defaults` recipe: its cached runs are keyed by these values, so a run made under earlier defaults is
@@ -233,6 +236,23 @@ def defaults_spec() -> str:
 
 def cache_key(recipe: str, spec: str, depth: int, seed: int, steps: int, data: str) -> str:
     return f"{recipe}{'[' + spec + ']' if spec else ''}|d{depth}|s{seed}|{steps}steps|{data}"
+
+
+def load_results(path: str) -> dict:
+    """Cached runs, each under its key with the candidate's spec made canonical (`parse_candidate`): files written
+    before keys were canonical hold the spec as it was typed."""
+    with open(path) as f:
+        stored = json.load(f)
+    canonical = {}
+    results = {}
+    for key, run in stored.items():
+        if run.get("recipe") not in (None, *BUILTIN) and run.get("spec"):
+            if run["spec"] not in canonical:
+                canonical[run["spec"]] = parse_candidate(f"{run['recipe']}:{run['spec']}")[3]
+            key = cache_key(run["recipe"], canonical[run["spec"]], run["depth"], run["seed"], run["steps"], run["data"])
+            run = {**run, "spec": canonical[run["spec"]], "key": key}
+        results.setdefault(key, run)
+    return results
 
 
 def eval_splits(dsd) -> list[str]:
@@ -374,10 +394,9 @@ def main() -> int:
 
     os.makedirs(args.output_dir, exist_ok=True)
     cache_path = os.path.join(args.output_dir, "results.json")
-    results = json.load(open(cache_path)) if os.path.isfile(cache_path) else {}
+    results = load_results(cache_path) if os.path.isfile(cache_path) else {}
     for other in args.merge:
-        with open(other) as f:
-            results.update({k: v for k, v in json.load(f).items() if k not in results})
+        results.update({k: v for k, v in load_results(other).items() if k not in results})
     command = recorded_command("bench_peers.py", sys.argv[1:])
 
     dsd, _ = load_task(TASK, max_train_examples=args.max_train_examples, max_eval_examples=args.max_eval_examples,

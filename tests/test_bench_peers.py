@@ -58,3 +58,24 @@ def test_recorded_command_names_no_folder_of_this_machine(bench):
     assert ROOT not in command
     assert command == ("OMP_NUM_THREADS=1 python scripts/bench_peers.py --teacher bench-out/teacher --output-dir=bench-out/peers "
                        "--merge /elsewhere/results.json --candidate 'c:a=1,b=x y'")
+
+
+def test_candidate_spec_is_canonical_and_old_cache_files_are_rekeyed(bench, tmp_path):
+    import json
+
+    typed = bench.parse_candidate("c:temperature=4,logit_weight=0.0625,transfer_data=imdb")
+    reordered = bench.parse_candidate("c:transfer_data=imdb,logit_weight=6.25e-2,temperature=4.0")
+    assert typed[3] == reordered[3] == "logit_weight=0.0625,temperature=4.0,transfer_data=imdb"
+    assert bench.parse_candidate("c:temperature=2")[3] != typed[3]
+    # A cache written before keys were canonical: the spec as typed; read back under the canonical key.
+    old_key = "c[temperature=4,logit_weight=0.0625,transfer_data=imdb]|d2|s0|960steps|train10"
+    stored = {old_key: {"key": old_key, "recipe": "c", "spec": "temperature=4,logit_weight=0.0625,transfer_data=imdb", "depth": 2,
+                        "seed": 0, "steps": 960, "data": "train10", "accuracy": {"test": 0.5}},
+              "sft|d2|s0|960steps|train10": {"key": "sft|d2|s0|960steps|train10", "recipe": "sft", "spec": "", "depth": 2, "seed": 0,
+                                              "steps": 960, "data": "train10", "accuracy": {"test": 0.6}}}
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(stored))
+    results = bench.load_results(str(path))
+    new_key = bench.cache_key("c", reordered[3], 2, 0, 960, "train10")
+    assert set(results) == {new_key, "sft|d2|s0|960steps|train10"}
+    assert results[new_key]["key"] == new_key and results[new_key]["accuracy"] == {"test": 0.5}
