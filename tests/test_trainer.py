@@ -41,7 +41,7 @@ def test_loss_is_zero_when_student_equals_teacher(tmp_path):
 
 
 def test_short_run_trains_student_logs_every_component_and_freezes_teacher(tmp_path):
-    trainer = make_trainer(tmp_path, hard_label_weight=0.5)  # every component on (the default leaves gold labels out)
+    trainer = make_trainer(tmp_path)  # every component on: the defaults include the gold labels (weight 1)
     student_before = {k: v.clone() for k, v in trainer.student.state_dict().items()}
     teacher_before = {k: v.clone() for k, v in trainer.teacher.state_dict().items()}
     projection_before = {k: v.clone() for k, v in trainer.projections.state_dict().items()}
