@@ -28,6 +28,11 @@ FINAL_DIR = "final"
 BASELINE_STAGE = "baseline"  # its folder holds the baseline's steps (shrunk/, pruned/, ..., finetuned/, int8/)
 BASELINE_FP32, BASELINE_INT8 = "finetuned", "int8"  # the baseline's model folders: fine-tuned, then quantized
 BASELINE_LABEL = "shrink and fine-tune, same shape"
+# Each finished stage of a compress run holds this marker; its "label" names the stage's model in the run's report
+# ("teacher" for the teacher's fine-tune), so that `benchmark --from DIR` names every model as compress's own
+# evaluation stage does, and reports of the two can be read side by side (scripts/compress_seeds.py).
+STAGE_MARKER = "bertlite_stage.json"
+TEACHER_LABEL = "teacher"
 
 
 @dataclass
@@ -246,23 +251,59 @@ def write_pareto_plot(report: Report, path: str, batch: int = BATCHES[-1]) -> st
 
 # ----- measuring -----
 def compress_run_models(folder: str) -> list[tuple[str, str]]:
-    """(label, folder) of every model of a compress run: DIR/stages/NN-name/ in order (folders without a model, such
-    as an augmentation stage's data, are left out), then DIR/final, or DIR itself when it holds the final model."""
+    """(label, folder) of every model of a compress run, as compress's evaluation stage measures them: the teacher,
+    then DIR/stages/NN-name/ in order (folders without a task model, such as an augmentation stage's data or a
+    general-distillation encoder, are left out), each under its marker's label (the folder name for runs without
+    one). DIR/final is an exact copy of the last stage's model: it takes that row's place (the report written into it
+    then finds its own row); a final model that is not a copy gets a row of its own."""
     stages_dir = os.path.join(folder, STAGES_DIR)
     if not os.path.isdir(stages_dir):
         raise BertliteError(f"{folder!r} is not a compress run: it has no {STAGES_DIR}/ folder (DIR/stages/NN-name/ per stage).")
-    # A general-distillation stage holds an encoder without a task head: a model, but nothing to score on the task.
-    models = [(name, os.path.join(stages_dir, name)) for name in sorted(os.listdir(stages_dir))
-              if os.path.isfile(os.path.join(stages_dir, name, "config.json"))
-              and _is_classifier_folder(os.path.join(stages_dir, name))]
-    final = os.path.join(folder, FINAL_DIR)
-    if os.path.isfile(os.path.join(final, "config.json")):
-        models.append((FINAL_DIR, final))
-    elif os.path.isfile(os.path.join(folder, "config.json")):
-        models.append((FINAL_DIR, folder))
+    teacher, models, markers = [], [], []
+    for name in sorted(os.listdir(stages_dir)):
+        path = os.path.join(stages_dir, name)
+        marker = _read_json(os.path.join(path, STAGE_MARKER)) or {}
+        markers.append(marker)
+        if not (os.path.isfile(os.path.join(path, "config.json")) and _is_classifier_folder(path)):
+            continue
+        label = marker.get("label") or name
+        (teacher if label == TEACHER_LABEL else models).append((label, path))
+    if not teacher:  # no fine-tune stage: the run's teacher as given, which compress measured first
+        source = next((m["settings"]["teacher"] for m in markers if isinstance(m.get("settings"), dict)
+                       and m["settings"].get("teacher") and m.get("label")), None)
+        teacher = [(TEACHER_LABEL, source)] if source else []
+    final = next((p for p in (os.path.join(folder, FINAL_DIR), folder) if os.path.isfile(os.path.join(p, "config.json"))), None)
+    if final is not None:
+        if models and _same_model(models[-1][1], final):
+            models[-1] = (models[-1][0], final)
+        else:
+            models.append((FINAL_DIR, final))
+    models = teacher + models
     if not models:
         raise BertliteError(f"{stages_dir!r} holds no model folder (each stage folder needs a config.json).")
     return models
+
+
+def _read_json(path: str):
+    import json
+
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def _same_model(a: str, b: str) -> bool:
+    """Both folders hold the same weights files, byte for byte (compress copies the last stage's model to final/)."""
+    import filecmp
+
+    def weights(path):
+        return sorted(n for n in os.listdir(path) if n.endswith(".safetensors"))
+
+    names = weights(a)
+    return bool(names) and names == weights(b) and all(
+        filecmp.cmp(os.path.join(a, n), os.path.join(b, n), shallow=False) for n in names)
 
 
 def compress_run_baseline(folder: str) -> tuple[str, str] | None:

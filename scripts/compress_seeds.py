@@ -2,8 +2,9 @@
 shrink-and-fine-tune baseline), and the per-seed difference between the final model and the baseline.
 
 Each run folder's report (DIR/final/report.json, written by compress's evaluation stage or by `bertlite benchmark
---from DIR`) holds the test metric of every model; sizes and latencies are the first run's (the same shape in every
-run; time them with `bertlite benchmark --from DIR` on a quiet machine).
+--from DIR`, which names every model as compress does) holds the test metric of every model; sizes and latencies
+are the first run's (the same shape in every run; time them with `bertlite benchmark --from DIR` on a quiet
+machine).
 
     for s in 0 1 2; do bertlite compress --seed $s --output_dir runs/compress-s$s; done   # or share s0's teacher
     python scripts/compress_seeds.py runs/compress-s0 runs/compress-s1 runs/compress-s2
@@ -26,12 +27,6 @@ def load(run: str) -> dict:
         return json.load(f)
 
 
-def stage_name(row: dict) -> str:
-    """The same model under the same name in every run: compress labels stages by title, --from by folder."""
-    label = row["label"]
-    return label.split("-", 1)[1] if label[:2].isdigit() and "-" in label else label
-
-
 def fmt(values: list[float]) -> str:
     mean = 100 * statistics.mean(values)
     return f"{mean:.2f} ± {100 * statistics.stdev(values):.2f}" if len(values) > 1 else f"{mean:.2f}"
@@ -46,8 +41,8 @@ def main() -> int:
     rows = {}  # name -> per-run rows, in the first report's order
     for report in reports:
         for row in report["models"]:
-            rows.setdefault(stage_name(row), []).append(row)
-    teacher = rows[stage_name(reports[0]["models"][0])]
+            rows.setdefault(row["label"], []).append(row)
+    teacher = rows[reports[0]["models"][0]["label"]]
     print(f"python {' '.join(sys.argv)}\n")
     print(f"| model | {main_key} per run | mean ± std | of the teacher | size (MB) | faster b8 / b1 (first run) |")
     print("|---|---|---|---|---|---|")

@@ -141,11 +141,13 @@ def test_from_reads_a_compress_run_layout_and_the_card_embeds_the_report(workdir
     shutil.move(str(run), str(tmp_path / "moved"))  # the card finds the folder's own row after a move too
     run = tmp_path / "moved"
     report = json.loads((run / "final" / "report.json").read_text())
-    assert [r.get("here", False) for r in report["models"]] == [False, False, False, True, False]
-    assert [r["label"] for r in report["models"]] == ["01-teacher", "03-distillation", "04-int8", "final",
+    # Without markers (a layout made by hand) each model is named by its folder; final/, a copy of 04-int8, is
+    # measured once, in that stage's place.
+    assert [r.get("here", False) for r in report["models"]] == [False, False, True, False]
+    assert [r["label"] for r in report["models"]] == ["01-teacher", "03-distillation", "04-int8",
                                                       "shrink and fine-tune, same shape"]
-    assert [r["role"] for r in report["models"]] == ["model"] * 4 + ["baseline"]
-    assert [r["int8"] for r in report["models"]] == [False, False, True, True, True]
+    assert [r["role"] for r in report["models"]] == ["model"] * 3 + ["baseline"]
+    assert [r["int8"] for r in report["models"]] == [False, False, True, True]
     int8_row = report["models"][-2]
     assert int8_row["size_mb"] < report["models"][1]["size_mb"] and int8_row["smaller"] > 1
     assert int8_row["parameters"] == report["models"][1]["parameters"]  # scales and zero points are not parameters
@@ -164,6 +166,22 @@ def test_from_reads_a_compress_run_layout_and_the_card_embeds_the_report(workdir
     # The plot and the report travel with the model: the dry run lists them among the uploads.
     assert main(["push", str(run / "final"), "--dry_run"]) == 0
     assert (run / "final" / "README.md").read_text() == str(card)
+
+
+def test_from_names_models_by_their_markers_and_finds_the_given_teacher(workdir, tmp_path):
+    """A run whose teacher already had its head has no fine-tune stage: the teacher is the one the run was given
+    (its markers' settings); a final model that is not a copy of the last stage gets a row of its own."""
+    from bertlite.benchmark import STAGE_MARKER, compress_run_models
+
+    root, csv, teacher, student = workdir
+    run = tmp_path / "run"
+    shutil.copytree(student, run / "stages" / "01-distillation")
+    settings = {"teacher": teacher, "task": str(csv)}
+    (run / "stages" / "01-distillation" / STAGE_MARKER).write_text(
+        json.dumps({"stage": "distillation", "settings": settings, "label": "task distillation"}))
+    assert compress_run_models(str(run)) == [("teacher", teacher), ("task distillation", str(run / "stages" / "01-distillation"))]
+    shutil.copytree(teacher, run / "final")  # not the distilled student's weights
+    assert compress_run_models(str(run))[-1] == ("final", str(run / "final"))
 
 
 def test_benchmark_errors_are_one_line(workdir, tmp_path, capsys):

@@ -136,6 +136,22 @@ def test_every_stage_writes_its_folder_and_marker(tiny_run):
     assert "validation_accuracy" not in record.get("student", {})
 
 
+def test_benchmark_from_the_run_names_and_measures_what_compress_measured(tiny_run, tmp_path):
+    """`bertlite benchmark --from DIR` re-measures the run's models under the labels of compress's own report (the
+    markers'), so reports of either kind are read side by side; final/ takes the place of the stage it copies."""
+    run_dir = tmp_path / "run"
+    shutil.copytree(tiny_run[3], run_dir)
+    before = json.loads((run_dir / "final" / "report.json").read_text())["models"]
+    assert main(["benchmark", "--from", str(run_dir), "--task", str(tiny_run[1]), "--rounds", "1", "--repeats", "1",
+                 "--threads", "1", "--no_plot"]) == 0
+    after = json.loads((run_dir / "final" / "report.json").read_text())["models"]
+    assert [r["label"] for r in after] == [r["label"] for r in before]
+    where = [os.path.relpath(r["path"], run_dir) for r in after]
+    assert where == [os.path.relpath(r["path"], tiny_run[3]) for r in before][:-2] + ["final", "stages/08-baseline/int8"]
+    assert after[-2].get("here")  # the final folder's card finds its own row
+    assert [r["test_accuracy"] for r in after] == [r["test_accuracy"] for r in before]  # the same models
+
+
 def test_baseline_is_the_final_shape_trained_on_labels_alone(tiny_run):
     """The shrink-and-fine-tune baseline: the final model's depth, head and FFN widths and vocabulary, in int8, from
     the fine-tuned teacher's layers and a label-only fine-tune; measured in the report, never taken for the final."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field, fields
 
-from ..benchmark import BASELINE_FP32, BASELINE_INT8, BASELINE_STAGE
+from ..benchmark import BASELINE_FP32, BASELINE_INT8, BASELINE_STAGE, TEACHER_LABEL
 from ..compress.recipe import DEFAULT_RECIPE, STAGE_ORDER, load_recipe
 from ..compress.stages import FINAL_DIR, Stage, last_model_stage, run_stages, write_final
 from ..errors import BertliteError
@@ -179,7 +179,8 @@ class Layout:
         return lambda inputs: inputs[key] if key else self.teacher_folder(inputs)
 
     def add(self, key: str, settings: dict, run, makes_model: bool = True) -> None:
-        self.stages.append(Stage(key, TITLES[key], {**self.common, **settings}, run, makes_model=makes_model))
+        label = TEACHER_LABEL if key == "teacher_finetune" else TITLES[key]  # its model's name in the report
+        self.stages.append(Stage(key, TITLES[key], {**self.common, **settings}, run, makes_model=makes_model, label=label))
         if makes_model and key != "teacher_finetune":
             self.latest = key
 
@@ -380,13 +381,14 @@ def _evaluation_stage(lay: Layout, values: dict) -> None:
     opts = typed_options("evaluation", values, EVALUATION_OPTIONS)
     if opts.get("compile") not in (None, "pt2e"):
         raise BertliteError(f"Stage evaluation: compile must be pt2e or absent, got {opts['compile']!r}.")
-    measured = [(s.key, s.title) for s in lay.stages if s.makes_model and s.key != "teacher_finetune"]
+    measured = [(s.key, s.label) for s in lay.stages if s.makes_model and s.key != "teacher_finetune"]
 
     def run_evaluation(folder, inputs):
         from ..benchmark import BASELINE_LABEL, benchmark_models
 
-        # The same measurement as `bertlite benchmark --from DIR`: one report format for both.
-        models = [("teacher", lay.teacher_folder(inputs))] + [(title, inputs[key]) for key, title in measured]
+        # The same measurement as `bertlite benchmark --from DIR` (compress_run_models): one report format and the
+        # same labels (the markers' own) for both.
+        models = [(TEACHER_LABEL, lay.teacher_folder(inputs))] + [(label, inputs[key]) for key, label in measured]
         baseline = (BASELINE_LABEL, os.path.join(inputs["baseline"], lay.baseline)) if lay.baseline else None
         report = benchmark_models(models, lay.task, splits=("test",), max_eval_examples=lay.limits["max_eval_examples"],
                                   max_length=opts.get("max_length", 128), latency=opts.get("latency", True),

@@ -20,17 +20,17 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from ..benchmark import FINAL_DIR, STAGES_DIR  # noqa: F401  (the run folder's layout, defined once)
+from ..benchmark import STAGE_MARKER as MARKER
 from ..errors import BertliteError
 from ..record import VERSION, write_json
-
-MARKER = "bertlite_stage.json"
 
 
 @dataclass
 class Stage:
     """One step of the pipeline.
 
-    key: short name, also the folder name (`03-distillation`); title: what the progress line says.
+    key: short name, also the folder name (`03-distillation`); title: what the progress line says; label: the name of
+    its model in the run's report (default: the title), recorded in the marker for `bertlite benchmark --from DIR`.
     settings: everything that decides the stage's result (JSON-able); a change re-runs it and every later stage.
     run: `run(folder, inputs)` writes the stage's result into `folder`; `inputs` maps the keys of earlier stages to
     their folders. makes_model: the folder holds a model (the last such folder becomes DIR/final).
@@ -41,6 +41,7 @@ class Stage:
     settings: dict
     run: Callable[[str, dict], None]
     makes_model: bool = True
+    label: str = ""
     folder: str = field(default="", init=False)
 
 
@@ -84,7 +85,8 @@ def run_stages(stages: list[Stage], output_dir: str, *, log=print) -> dict[str, 
             stage.run(folder, dict(inputs))
             seconds = round(time.perf_counter() - started, 1)
             # Written last: the stage is done.
-            write_json(os.path.join(folder, MARKER), {**marker, "seconds": seconds, "bertlite_version": VERSION})
+            write_json(os.path.join(folder, MARKER), {**marker, "label": stage.label or stage.title, "seconds": seconds,
+                                                      "bertlite_version": VERSION})
             log(f"[{index + 1}/{total}] {stage.title}: done in {seconds:g} s")
         inputs[stage.key] = folder
         previous = marker
