@@ -74,6 +74,10 @@ class DistillationConfig(TrainingArguments):
         if self.push_to_hub and strategy != "end":
             raise BertliteError(f"hub_strategy {strategy!r} is not supported by DistillationTrainer: use 'end' "
                                 "(push_to_hub publishes the student at the end; checkpoints hold student and projections).")
+        if self.dataloader_pin_memory and (self.use_cpu or not torch.accelerator.is_available()):
+            # Pinned memory only speeds copies to an accelerator: without one torch pins nothing and warns at every
+            # DataLoader, so a CPU run would print a warning that asks nothing of the user.
+            self.dataloader_pin_memory = False
         self._check_teacher_dtype()
         parse_layer_map(self.layer_map)  # fail at parse time, not after the teacher was loaded
 

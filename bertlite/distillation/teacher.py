@@ -111,7 +111,7 @@ def fine_tune(model_name: str, task: str, output_dir: str, *, epochs: float = 2.
         per_device_eval_batch_size=64, warmup_steps=0.1, weight_decay=0.01, eval_strategy="epoch", save_strategy="epoch",
         save_total_limit=1, load_best_model_at_end=True, metric_for_best_model=spec.main,
         greater_is_better=spec.greater_is_better, logging_steps=50, seed=seed, report_to="none", disable_tqdm=False,
-        train_sampling_strategy=SAMPLING,
+        train_sampling_strategy=SAMPLING, dataloader_pin_memory=torch.accelerator.is_available(),  # see DistillationConfig
     )
     trainer = Trainer(model=model, args=args, train_dataset=encoded["train"], eval_dataset=encoded["validation"],
                       data_collator=DataCollatorWithPadding(tokenizer), processing_class=tokenizer,

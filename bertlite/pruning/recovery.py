@@ -44,7 +44,7 @@ def training_arguments(output_dir: str, *, distill: bool, epochs: float = defaul
         save_strategy="no",
         # Batches of similar lengths: the same examples with about half the padded positions (as `bertlite distill`).
         train_sampling_strategy=SAMPLING,
-        dataloader_pin_memory=torch.cuda.is_available(),
+        dataloader_pin_memory=torch.accelerator.is_available(),  # see DistillationConfig
     )
     if not distill:
         return TrainingArguments(**settings)
