@@ -13,7 +13,9 @@ Recipes (each for the 3-layer and/or 2-layer student `build_student(teacher, num
   NAME      --candidate NAME:field=value,field=value: the defaults with DistillationConfig/DistillTrainingArguments
             fields changed (values parsed as `bertlite distill --field value`), and optionally a transfer set
             (`transfer_data=imdb`, `transfer_examples=N`: unlabeled sentences added to the training data, learned from
-            soft targets only, chosen with the run's seed as `bertlite distill --seed` does)
+            soft targets only, chosen with the run's seed as `bertlite distill --seed` does), or TinyBERT's augmentation
+            (`augment_variants=N` with `max_steps`: N word-replacement variants of every training sentence, as
+            `bertlite augment` then `bertlite distill --augmented` make them, with the run's seed)
 
 Each recipe runs at its own default length; --equal-steps adds runs of every recipe for one common number of
 optimizer steps (the peer's own length unless --equal-length N), and --lengths equal runs only those (for a
@@ -147,7 +149,10 @@ def defaults_config(out: str, seed: int, fields: dict, steps: int | None) -> Dis
 
 def training_data(setup: dict, seed: int, job: dict):
     """The tokenized training split, followed by the candidate's transfer set if it has one (chosen with the run's
-    seed and never from the evaluation splits, as `bertlite distill --transfer_data` does)."""
+    seed and never from the evaluation splits, as `bertlite distill --transfer_data` does) or by its augmented
+    variants of the training split."""
+    if job.get("augment_variants"):
+        return with_augmentation(setup, seed, job["augment_variants"])
     if not job.get("transfer_data"):
         return setup["train"]
     from bertlite.distillation.transfer import with_transfer_set
@@ -156,6 +161,24 @@ def training_data(setup: dict, seed: int, job: dict):
     train, _ = with_transfer_set(setup["train"], job["transfer_data"], transfer_count(job, len(setup["train"])), setup["tokenizer"],
                                  max_length=MAX_LENGTH, seed=seed, exclude=held_out, log=lambda *a: None)
     return train
+
+
+def with_augmentation(setup: dict, seed: int, variants: int):
+    """The training split followed by `variants` word-replacement variants of each of its sentences, learned from
+    soft targets only: what `bertlite augment --num_variants N` (its defaults otherwise: neighbours in the teacher's
+    embeddings, top 15, p 0.4) and `bertlite distill --augmented` do, here on the split the benchmark trains on (so
+    that no held-out sentence is augmented), with the run's seed. Made once per (seed, N) and shared by the depths."""
+    from bertlite.augmentation import EmbeddingNeighbours, WordAugmenter, augment_dataset
+    from bertlite.augmentation.dataset import append_soft_target_examples
+
+    key = ("augmented", seed, variants)
+    if key not in setup:
+        neighbours = EmbeddingNeighbours.from_model(setup["teacher"], setup["tokenizer"], AUGMENT["top_k"])
+        augmenter = WordAugmenter(setup["tokenizer"], neighbours, None, variants, AUGMENT["probability"], seed)
+        extra = augment_dataset(setup["dsd"]["train"], augmenter, desc="Augmenting")
+        setup[key] = append_soft_target_examples(setup["train"], extra, setup["tokenizer"], max_length=MAX_LENGTH,
+                                                 desc="Tokenizing augmented")
+    return setup[key]
 
 
 def transfer_count(job: dict, labelled: int) -> int:
@@ -199,6 +222,9 @@ def own_steps(recipe: str, fields: dict, steps_per_epoch: int) -> int:
 
 # ----- candidates, cache -----------------------------------------------------------------------------------------
 TRANSFER_FIELDS = ("transfer_data", "transfer_examples")  # the job fields a candidate may set: its training data
+# augment_variants=N: the script's own field (`bertlite augment` writes a folder; here the variants are made in
+# memory from the split the benchmark trains on); the augmentation's other settings are bertlite augment's defaults.
+AUGMENT = {"top_k": 15, "probability": 0.4}
 
 
 def parse_candidate(text: str) -> tuple[str, dict, dict, str]:
@@ -210,13 +236,25 @@ def parse_candidate(text: str) -> tuple[str, dict, dict, str]:
     name, _, spec = text.partition(":")
     if not name or name in BUILTIN or not spec:
         raise SystemExit(f"--candidate {text!r}: expected NAME:field=value,... with a NAME other than {', '.join(BUILTIN)}")
+    pairs = spec.split(",")
+    augment = [p for p in pairs if p.partition("=")[0] == "augment_variants"]
     try:
-        config, job = parse_overrides(spec.split(","))
+        config, job = parse_overrides([p for p in pairs if p not in augment])
+        if augment:
+            job["augment_variants"] = int(augment[-1].partition("=")[2])
+    except ValueError:
+        raise SystemExit(f"--candidate {text!r}: augment_variants must be a whole number") from None
     except SystemExit as err:
         raise SystemExit(f"--candidate {text!r}: {err}") from None
-    if set(job) - set(TRANSFER_FIELDS):
-        raise SystemExit(f"--candidate {text!r}: only training/loss fields and {', '.join(TRANSFER_FIELDS)} can change here, "
-                         f"not {sorted(set(job) - set(TRANSFER_FIELDS))}")
+    if augment and not (job["augment_variants"] >= 1 and config.get("max_steps", 0) > 0):
+        # The cache key holds the run's steps before anything is augmented, and the number of variants a sentence
+        # gets is known only after: so the candidate fixes its length.
+        raise SystemExit(f"--candidate {text!r}: augment_variants needs a whole number >= 1 and max_steps")
+    if augment and job.get("transfer_data"):
+        raise SystemExit(f"--candidate {text!r}: augment_variants or transfer_data, not both")
+    if set(job) - {*TRANSFER_FIELDS, "augment_variants"}:
+        raise SystemExit(f"--candidate {text!r}: only training/loss fields, augment_variants and {', '.join(TRANSFER_FIELDS)} "
+                         f"can change here, not {sorted(set(job) - {*TRANSFER_FIELDS, 'augment_variants'})}")
     if job.get("transfer_examples") and not job.get("transfer_data"):
         raise SystemExit(f"--candidate {text!r}: transfer_examples needs transfer_data")
     return name, config, job, ",".join(f"{field}={value}" for field, value in sorted({**config, **job}.items()))

@@ -79,3 +79,36 @@ def test_candidate_spec_is_canonical_and_old_cache_files_are_rekeyed(bench, tmp_
     new_key = bench.cache_key("c", reordered[3], 2, 0, 960, "train10")
     assert set(results) == {new_key, "sft|d2|s0|960steps|train10"}
     assert results[new_key]["key"] == new_key and results[new_key]["accuracy"] == {"test": 0.5}
+
+
+def test_augmentation_candidate_adds_soft_target_variants_of_the_training_split_only(bench):
+    """augment_variants=N: N word-replacement variants of each training sentence after the labelled split, label
+    -100 (soft targets only), made from the training split alone and the same for the same seed."""
+    from datasets import Dataset, DatasetDict
+    from transformers import BertConfig, BertForSequenceClassification
+
+    from bertlite.data import tokenize
+    from bertlite.loading import load_tokenizer
+
+    assert bench.parse_candidate("a:max_steps=480,augment_variants=2")[2] == {"augment_variants": 2}
+    with pytest.raises(SystemExit, match="max_steps"):  # its length must be known before anything is augmented
+        bench.parse_candidate("a:augment_variants=2")
+    with pytest.raises(SystemExit, match="whole number"):
+        bench.parse_candidate("a:max_steps=480,augment_variants=two")
+
+    tokenizer = load_tokenizer("minilm")
+    teacher = BertForSequenceClassification(BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=1,
+                                                       num_attention_heads=2, intermediate_size=64))
+    train = ["a warm and funny film about a family", "the plot is dull and the acting is flat",
+             "a smart , moving story with a lovely ending"]
+    dsd = DatasetDict({"train": Dataset.from_dict({"text": train, "label": [1, 0, 1]}),
+                       "holdout": Dataset.from_dict({"text": ["an awful , boring mess of a movie"], "label": [0]})})
+    setup = {"teacher": teacher, "tokenizer": tokenizer, "dsd": dsd, "train": tokenize(dsd, tokenizer, 32)["train"]}
+    data = bench.training_data(setup, 0, {"augment_variants": 2})
+    # At most N variants a sentence (a variant that repeats one already made is dropped), none of the holdout's.
+    assert 3 + 3 <= len(data) <= 3 + 6 and data["label"][:3] == [1, 0, 1] and set(data["label"][3:]) == {-100}
+    variants = [tokenizer.decode(ids, skip_special_tokens=True) for ids in data["input_ids"][3:]]
+    assert all(v not in train for v in variants)  # words were replaced
+    # Each variant is a training sentence with some of its words replaced: it keeps several words of one of them.
+    assert all(max(len(set(v.split()) & set(t.split())) for t in train) >= 3 for v in variants)
+    assert bench.training_data(setup, 0, {"augment_variants": 2}) is data  # made once per (seed, N)
