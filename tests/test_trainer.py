@@ -140,12 +140,19 @@ def test_trainer_rejects_plain_training_arguments(tmp_path):
         DistillationTrainer(model=tiny_model(), teacher_model=tiny_model(), args=TrainingArguments(output_dir=str(tmp_path)))
 
 
-def test_unlabelled_batches_use_soft_targets_only(tmp_path):
-    data = tiny_dataset().remove_columns(["labels"])
+@pytest.mark.parametrize("unlabelled", ["no label column", "labels -100"])
+def test_unlabelled_batches_use_soft_targets_only(tmp_path, unlabelled):
+    data = tiny_dataset()
+    data = data.remove_columns(["labels"]) if unlabelled == "no label column" else data.map(lambda e: {"labels": -100})
     trainer = make_trainer(tmp_path, dataset=data, max_steps=2)
     trainer.train()
     logged = trainer.state.log_history[0]
     assert "loss_logits" in logged and "loss_hard" not in logged
+    # The logged total is the weighted sum of the logged components: the gold labels added nothing.
+    weights = {"logits": trainer.args.logit_weight, "embeddings": trainer.args.embedding_weight,
+               "hidden": trainer.args.hidden_weight, "attention": trainer.args.attention_weight}
+    parts = sum(logged[f"loss_{name}"] * weight for name, weight in weights.items())
+    assert logged["loss"] == pytest.approx(parts, rel=1e-3)
 
 
 def test_quantization_aware_distillation_trains_fake_quantized_student_and_saves_plain_weights(tmp_path):

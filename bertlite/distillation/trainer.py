@@ -12,7 +12,6 @@ import copy
 import inspect
 import os
 import re
-from collections import defaultdict
 
 from accelerate.utils import convert_to_fp32
 import torch
@@ -167,8 +166,10 @@ class DistillationTrainer(Trainer):
             self.label_names = find_labels(type(model))
         self.can_return_loss = can_return_loss(type(model))
         self.teacher = self._prepare_teacher(teacher_model)
-        self._component_sums: dict[str, float] = defaultdict(float)
-        self._component_counts: dict[str, int] = defaultdict(int)
+        # Each loss component's sum and count since the last log, kept as tensors and read only when logging: a
+        # float() per component and step would make the host wait for the accelerator at every step.
+        self._component_sums: dict[str, torch.Tensor] = {}
+        self._component_counts: dict[str, torch.Tensor | int] = {}
 
     @property
     def student(self) -> nn.Module:
@@ -242,8 +243,9 @@ class DistillationTrainer(Trainer):
         parts: dict[str, tuple[float, torch.Tensor]] = {}
         if prediction and args.logit_weight > 0:
             parts["logits"] = (args.logit_weight, soft_logits_loss(student_out.logits, teacher_out.logits, args.temperature))
-        # Augmented or unlabelled examples carry no trustworthy label (-100 or absent): soft targets only for them.
-        if prediction and args.hard_label_weight > 0 and labels is not None and bool((labels != UNLABELLED).any()):
+        # Augmented or unlabelled examples carry no trustworthy label (-100 or absent): soft targets only for them
+        # (hard_label_loss counts only labelled examples, so a batch without any adds exactly 0).
+        if prediction and args.hard_label_weight > 0 and labels is not None:
             parts["hard"] = (args.hard_label_weight, hard_label_loss(student_out.logits, labels))
         if want_hidden and args.embedding_weight > 0:
             parts["embeddings"] = (args.embedding_weight, hidden_state_loss(
@@ -261,15 +263,19 @@ class DistillationTrainer(Trainer):
 
         loss = sum(weight * value for weight, value in parts.values())
         for name, (_, value) in parts.items():
-            self._component_sums[name] += float(value.detach())
-            self._component_counts[name] += 1
+            self._component_sums[name] = self._component_sums.get(name, 0) + value.detach()
+            # The logged hard-label loss is the mean over batches that hold a label (counted on the device).
+            counted = (labels != UNLABELLED).any() if name == "hard" else 1
+            self._component_counts[name] = self._component_counts.get(name, 0) + counted
         return (loss, student_out) if return_outputs else loss
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         # Training logs carry "loss"; add each component's mean since the last log beside it.
         if "loss" in logs and self._component_counts:
             for name, total in self._component_sums.items():
-                logs[f"loss_{name}"] = round(total / self._component_counts[name], 6)
+                count = float(self._component_counts[name])
+                if count:
+                    logs[f"loss_{name}"] = round(float(total) / count, 6)
             if self.args.two_stage:
                 logs["stage"] = 1.0 if self.current_stage() == "intermediate" else 2.0
             self._component_sums.clear()
