@@ -9,7 +9,8 @@ Recipes (each for the 3-layer and/or 2-layer student `build_student(teacher, num
   defaults  `bertlite distill` defaults (DistillTrainingArguments: 3 epochs, lr 1e-4, batch 32, 10% warm-up,
             group_by_length, the DistillationConfig loss defaults: since issue 18 TextBrewer's loss in bertlite's
             terms; the earlier defaults are the candidate v1 below)
-  sft       shrink and fine-tune: the same student start, labels only, plain Trainer, the defaults' optimisation
+  sft       shrink and fine-tune: the same student start, labels only, plain Trainer, the defaults' optimisation with
+            3 epochs at lr 1e-4 (pinned: SFT)
   NAME      --candidate NAME:field=value,field=value: the defaults with DistillationConfig/DistillTrainingArguments
             fields changed (values parsed as `bertlite distill --field value`), and optionally a transfer set
             (`transfer_data=imdb`, `transfer_examples=N`: unlabeled sentences added to the training data, learned from
@@ -74,6 +75,10 @@ TASK = "rotten_tomatoes"
 MAX_LENGTH = 128
 BATCH = 32
 PEER = {"epochs": 3, "lr": 1e-4, "weight_decay": 0.01, "warmup": 0.1, "temperature": 4.0}
+# Shrink and fine-tune's length and learning rate, pinned as the peer's are: its stored runs are keyed without them,
+# so they must not follow a change of bertlite's defaults. Labels alone at other settings are a candidate with every
+# soft-target weight at 0 (e.g. sft2 in docs/results/peers.md).
+SFT = {"num_train_epochs": 3.0, "learning_rate": 1e-4}
 BUILTIN = ("peer", "defaults", "sft")
 BOOTSTRAP = 2000  # resamples for the paired intervals
 
@@ -199,7 +204,7 @@ def run_bertlite(setup: dict, depth: int, seed: int, fields: dict, steps: int | 
 def run_sft(setup: dict, depth: int, seed: int, steps: int | None) -> torch.nn.Module:
     """Labels only, from the distilled students' own start, with the defaults' optimisation settings."""
     with tempfile.TemporaryDirectory(prefix="bench-peers-sft-") as tmp:
-        d = defaults_config(tmp, seed, {}, steps)
+        d = defaults_config(tmp, seed, SFT, steps)
         args = TrainingArguments(output_dir=tmp, num_train_epochs=d.num_train_epochs, max_steps=d.max_steps, learning_rate=d.learning_rate,
                                  per_device_train_batch_size=d.per_device_train_batch_size, warmup_steps=d.warmup_steps,
                                  weight_decay=d.weight_decay, train_sampling_strategy=d.train_sampling_strategy, eval_strategy="no",
@@ -448,7 +453,7 @@ def main() -> int:
             raise SystemExit(f"--lengths {args.lengths!r}: use own, equal or own,equal")
     steps_for = {}
     for recipe, _ in recipes:
-        fields, job = candidates.get(recipe, ({}, {}))
+        fields, job = candidates.get(recipe, (SFT if recipe == "sft" else {}, {}))
         epoch_steps = math.ceil((len(dsd["train"]) + transfer_count(job, len(dsd["train"]))) / BATCH)  # with its transfer set
         steps_for[(recipe, "own")] = own_steps(recipe, fields, epoch_steps)
         steps_for[(recipe, "equal")] = args.equal_length or PEER["epochs"] * steps_per_epoch
