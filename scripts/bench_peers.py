@@ -6,7 +6,7 @@ Recipes (each for the 3-layer and/or 2-layer student `build_student(teacher, num
             soft cross-entropy at T=4 with weight 1, no hard labels; AdamW lr 1e-4, weight decay 0.01 except biases and
             LayerNorm, linear schedule with 10% warm-up, batch 32, 3 epochs, random batches, max length 128
             (needs the optional extra: pip install 'bertlite[peers]')
-  defaults  `bertlite distill` defaults (DistillTrainingArguments: 3 epochs, lr 1e-4, batch 32, 10% warm-up,
+  defaults  `bertlite distill` defaults (DistillTrainingArguments: 3 epochs, lr 2e-4 (1e-4 before round 7), batch 32, 10% warm-up,
             group_by_length, the DistillationConfig loss defaults: since issue 18 TextBrewer's loss in bertlite's
             terms; the earlier defaults are the candidate v1 below)
   sft       shrink and fine-tune: the same student start, labels only, plain Trainer, the defaults' optimisation with

@@ -61,14 +61,13 @@ def test_readme_library_example_gives_a_folder_every_command_accepts(trained_stu
     record = json.loads((folder / "compression_config.json").read_text())
     step = record["steps"][0]
     assert step["method"] == "distillation" and step["params"]["teacher"] == "my-finetuned-bert"  # a name, not a path
-    assert step["params"]["student_shape"]["layers"] == 4 and step["params"]["attention_weight"] == 1.0
+    assert step["params"]["student_shape"]["layers"] == 4 and step["params"]["learning_rate"] == 2e-4
     assert str(tmp_path) not in (folder / "compression_config.json").read_text()
 
     model = load_compressed(str(folder))
     assert model.compression_config.methods == ["distillation"]
     ids = torch.tensor([[101, 2023, 2003, 102]])
     with torch.no_grad():
-        # (the trained student runs eager attention for the attention loss, the loaded one SDPA: rounding only)
         torch.testing.assert_close(model.eval()(input_ids=ids).logits, trainer.student.eval()(input_ids=ids).logits,
                                    atol=1e-5, rtol=0)
 
@@ -93,7 +92,7 @@ def test_readme_library_example_gives_a_folder_every_command_accepts(trained_stu
     assert not any(name.startswith("checkpoint-") or name.endswith(".bin") for name in files)
     card = files["README.md"].decode()
     assert "my-finetuned-bert" in card
-    for loss in ("temperature", "logit_weight", "hidden_weight", "attention_weight"):
+    for loss in ("temperature", "logit_weight", "hard_label_weight", "hidden_weight"):
         assert re.search(loss, card), loss
     capsys.readouterr()
 

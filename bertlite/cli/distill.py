@@ -107,19 +107,11 @@ class DistillTrainingArguments(DistillationConfig):
 
     output_dir: str = field(default="bertlite-distilled", metadata={"help": "Folder for the student, its tokenizer, metrics.json, the fine-tuned teacher (teacher/) and checkpoints (checkpoints/)."})
     num_train_epochs: float = field(default=3.0, metadata={"help": "Distillation epochs (3, as TextBrewer's recipe: the default run stays within 15 minutes on 2 CPU cores)."})
-    learning_rate: float = field(default=1e-4, metadata={"help": "Peak learning rate of the student."})
-    per_device_train_batch_size: int = field(default=32, metadata={"help": "Training batch size per device."})
     per_device_eval_batch_size: int = field(default=64, metadata={"help": "Evaluation batch size per device."})
-    warmup_steps: float = field(default=0.1, metadata={"help": "Warm-up: steps, or a fraction of training when < 1."})
     eval_strategy: str = field(default="epoch", metadata={"help": "When to evaluate on the validation split: 'no', 'steps' or 'epoch'."})
     save_strategy: str = field(default="epoch", metadata={"help": "When to checkpoint: 'no', 'steps' or 'epoch' (Ctrl-C always checkpoints)."})
     save_total_limit: int | None = field(default=2, metadata={"help": "Keep at most this many checkpoints."})
     logging_steps: float = field(default=25, metadata={"help": "Log the loss and each loss component every N steps."})
-    # Sentences of a batch padded to similar lengths: about half the padded tokens of random batches on
-    # rotten_tomatoes, which is what keeps the default run within 15 minutes on 2 CPU cores.
-    train_sampling_strategy: str = field(default="group_by_length", metadata={
-        "help": "Training sampler: 'group_by_length' (default: shuffled batches of similar lengths, less padding), 'random', "
-                "'sequential' or 'batch_rebalance'.", "choices": ["random", "sequential", "group_by_length", "batch_rebalance"]})
 
 
 DATACLASSES = (DistillArguments, DistillTrainingArguments, PushOptions, GeneralArguments)
