@@ -262,7 +262,7 @@ def compress_run_models(folder: str) -> list[tuple[str, str]]:
     teacher, models, markers = [], [], []
     for name in sorted(os.listdir(stages_dir)):
         path = os.path.join(stages_dir, name)
-        marker = _read_json(os.path.join(path, STAGE_MARKER)) or {}
+        marker = read_stage_marker(path) or {}
         markers.append(marker)
         if not (os.path.isfile(os.path.join(path, "config.json")) and _is_classifier_folder(path)):
             continue
@@ -284,11 +284,12 @@ def compress_run_models(folder: str) -> list[tuple[str, str]]:
     return models
 
 
-def _read_json(path: str):
+def read_stage_marker(folder: str) -> dict | None:
+    """The marker of a finished compress stage, or None (the stage never finished, or the folder is not a stage)."""
     import json
 
     try:
-        with open(path) as f:
+        with open(os.path.join(folder, STAGE_MARKER)) as f:
             return json.load(f)
     except (OSError, ValueError):
         return None

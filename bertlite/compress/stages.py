@@ -21,6 +21,7 @@ from typing import Callable
 
 from ..benchmark import FINAL_DIR, STAGES_DIR  # noqa: F401  (the run folder's layout, defined once)
 from ..benchmark import STAGE_MARKER as MARKER
+from ..benchmark import read_stage_marker as read_marker
 from ..errors import BertliteError
 from ..record import VERSION, write_json
 
@@ -47,14 +48,6 @@ class Stage:
 
 def _digest(value) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def read_marker(folder: str) -> dict | None:
-    try:
-        with open(os.path.join(folder, MARKER)) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return None
 
 
 def stage_folder(output_dir: str, index: int, key: str) -> str:
