@@ -12,7 +12,8 @@ from .errors import BertliteError
 
 
 def count_parameters(model: torch.nn.Module, trainable_only: bool = False) -> int:
-    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+    # Under DeepSpeed ZeRO-3 a rank's partitioned parameter is an empty tensor; `ds_numel` is its whole size.
+    return sum(getattr(p, "ds_numel", p.numel()) for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
 def folder_size_mb(path: str, patterns=(".safetensors", ".onnx", ".bin")) -> float:

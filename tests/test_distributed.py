@@ -1,4 +1,5 @@
-"""DistillationTrainer under torchrun: two CPU processes (gloo), with DDP (Trainer's loop) and with FSDP2
+"""DistillationTrainer under torchrun: two CPU processes (gloo), with DDP (Trainer's loop), with DeepSpeed ZeRO-2 and
+ZeRO-3 (Trainer's loop, DeepSpeed's CPU accelerator; run only where deepspeed is installed) and with FSDP2
 (`fully_shard` applied by hand: accelerate does not enable FSDP on CPU; see docs/scaling.md)."""
 
 import json
@@ -40,7 +41,9 @@ def check_run(tmp_path, ranks):
     assert saved.keys() == ranks[0]["student"].keys()
     for name, tensor in saved.items():
         assert tensor.double().sum().item() == pytest.approx(ranks[0]["student"][name], rel=1e-5, abs=1e-5), name
-    assert (tmp_path / "student" / "compression_config.json").is_file()
+    # The record counts the whole student, not the part of it one rank holds (ZeRO-3 partitions parameters).
+    record = json.loads((tmp_path / "student" / "compression_config.json").read_text())
+    assert record["steps"][0]["params"]["student_shape"]["parameters"] == sum(t.numel() for t in saved.values())
 
 
 def test_two_process_ddp_gloo_run_keeps_ranks_in_sync(tmp_path):
@@ -53,6 +56,19 @@ def test_two_process_ddp_gloo_run_keeps_ranks_in_sync(tmp_path):
 def test_two_process_fully_shard_gloo_run_trains_projections_and_saves_the_whole_student(tmp_path):
     ranks = run_two_processes(tmp_path, "fully_shard")
     assert all(r["sharded"] for r in ranks)  # each rank held shards (DTensor) of the student and the projections
+    check_run(tmp_path, ranks)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stage", [2, 3])
+def test_two_process_deepspeed_zero_gloo_run_keeps_ranks_in_sync_and_saves_the_whole_student(tmp_path, stage):
+    pytest.importorskip("deepspeed")
+    ranks = run_two_processes(tmp_path, f"zero{stage}")
+    # ZeRO-3 partitions the student and the projections across the ranks; ZeRO-2 only gradients and optimizer state.
+    assert all(r["sharded"] == (stage == 3) for r in ranks)
+    # The frozen teacher is a DeepSpeed inference engine: partitioned like the student under ZeRO-3, whole otherwise.
+    assert all(r["teacher_engine"] == {"stage": stage if stage == 3 else 0, "partitioned": stage == 3,
+                                       "training": False} for r in ranks)
     check_run(tmp_path, ranks)
 
 

@@ -98,7 +98,8 @@ def _deepspeed_inference(teacher: nn.Module, accelerator) -> nn.Module:
     for key in ("optimizer", "scheduler"):
         ds_config.pop(key, None)
     engine, *_ = deepspeed.initialize(model=teacher, config=ds_config)
-    return engine.eval()
+    engine.eval()  # DeepSpeedEngine.eval() returns None, unlike nn.Module.eval(): keep the engine, not its result
+    return engine
 
 
 def teacher_display_name(teacher: nn.Module) -> str | None:
