@@ -33,6 +33,7 @@ BASELINE_LABEL = "shrink and fine-tune, same shape"
 # evaluation stage does, and reports of the two can be read side by side (scripts/compress_seeds.py).
 STAGE_MARKER = "bertlite_stage.json"
 TEACHER_LABEL = "teacher"
+TEACHER_STAGE = "teacher_finetune"  # compress's stage key for the fine-tuned teacher
 
 
 @dataclass
@@ -266,7 +267,9 @@ def compress_run_models(folder: str) -> list[tuple[str, str]]:
         markers.append(marker)
         if not (os.path.isfile(os.path.join(path, "config.json")) and _is_classifier_folder(path)):
             continue
-        label = marker.get("label") or name
+        # Markers written before labels were recorded (an older bertlite, then kept by a re-run that changed only
+        # later stages) still name their stage: the fine-tuned teacher must not turn into a student row.
+        label = marker.get("label") or (TEACHER_LABEL if marker.get("stage") == TEACHER_STAGE else name)
         (teacher if label == TEACHER_LABEL else models).append((label, path))
     if not teacher:  # no fine-tune stage: the run's teacher as given, which compress measured first
         source = next((m["settings"]["teacher"] for m in markers if isinstance(m.get("settings"), dict)

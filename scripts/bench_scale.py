@@ -2,8 +2,8 @@
 
 For each teacher shape and each student shape (DistilBERT-6: six teacher layers at full width; TinyBERT-4: 4 x 312,
 FFN 1200, 12 heads, learned projections), and each precision/memory variant, three measurements run back to back
-(interleaved, so that they see the same load on a shared machine), in two processes so that each peak memory is its
-own:
+(and, with --repeats N, alternate N times, so that they see the same load on a shared machine), in two processes so
+that each peak memory is its own:
 
 - student: a plain training step of the student (transformers.Trainer, cross-entropy on the labels), in a process
   that never holds the teacher;
@@ -199,6 +199,20 @@ def _run_job(job: dict) -> dict:
     return json.loads(run.stdout.strip().splitlines()[-1])
 
 
+def _combine(runs: list[dict]) -> dict:
+    """One measurement from repeated processes: times are medians over every measured step of every repeat, peak
+    memory the highest repeat's (the bound must hold for each)."""
+    combined = dict(runs[0])
+    steps = [t for r in runs for t in r["steps_s"]]
+    combined.update(steps_s=steps, step_s=statistics.median(steps), peak_rss_mb=max(r["peak_rss_mb"] for r in runs))
+    tokens_per_step = runs[0]["tokens_per_s"] * runs[0]["step_s"]  # batch x seq, the same in every repeat
+    combined["tokens_per_s"] = tokens_per_step / combined["step_s"]
+    for key in ("teacher_fwd_s", "student_step_same_process_s"):
+        if key in combined:
+            combined[key] = statistics.median(r[key] for r in runs)
+    return combined
+
+
 def _machine(threads: int) -> str:
     cpu = platform.processor() or platform.machine()
     try:
@@ -254,6 +268,8 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=2, help="Measured steps per measurement (after --warmup).")
     parser.add_argument("--large_steps", type=int, default=1)
     parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="Run the student and distillation processes this many times, alternating (medians over all).")
     parser.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "1")))
     parser.add_argument("--json_out", help="Also write the rows (with every raw measurement) to this JSON file.")
     args = parser.parse_args(argv)
@@ -273,12 +289,16 @@ def main(argv=None) -> int:
           flush=True)
     rows, started = [], time.time()
     for cfg in configs:
-        results = {}
-        for mode in MODES:  # back to back, so that the three see the same load on a shared machine
-            job = {**cfg, **VARIANTS[cfg["variant"]], "mode": mode, "seq_len": args.seq_len, "warmup": args.warmup,
-                   "threads": args.threads}
-            results[mode] = _run_job(job)
-        rows.append(_row(cfg | {"seq_len": args.seq_len}, results))
+        runs = {mode: [] for mode in MODES}
+        # The two processes alternate, --repeats times: each term of the ratio is then a median over moments spread
+        # across the same stretch of time, so a load that changes on a shared machine moves all three alike.
+        for _ in range(args.repeats):
+            for mode in MODES:
+                job = {**cfg, **VARIANTS[cfg["variant"]], "mode": mode, "seq_len": args.seq_len, "warmup": args.warmup,
+                       "threads": args.threads}
+                runs[mode].append(_run_job(job))
+        rows.append(_row(cfg | {"seq_len": args.seq_len, "repeats": args.repeats},
+                         {mode: _combine(r) for mode, r in runs.items()}))
         r = rows[-1]
         print(f"  {cfg['teacher']} -> {cfg['student']} [{cfg['variant']}]: distill {r['distill_step_s']:.2f}s/step, "
               f"ratio {r['ratio']:.2f}, peak RSS {r['rss_distill_mb']:.0f} MB (bound {r['memory_bound_mb']:.0f})", flush=True)

@@ -184,6 +184,23 @@ def test_from_names_models_by_their_markers_and_finds_the_given_teacher(workdir,
     assert compress_run_models(str(run))[-1] == ("final", str(run / "final"))
 
 
+def test_from_finds_the_fine_tuned_teacher_of_a_run_whose_early_markers_have_no_label(workdir, tmp_path):
+    """An older bertlite wrote markers without labels; a re-run that changed only later stages keeps them. The
+    fine-tuned teacher is still the teacher, not a student row, and the given teacher is not looked up instead."""
+    from bertlite.benchmark import STAGE_MARKER, compress_run_models
+
+    root, csv, teacher, student = workdir
+    run = tmp_path / "run"
+    shutil.copytree(teacher, run / "stages" / "01-teacher_finetune")
+    shutil.copytree(student, run / "stages" / "02-distillation")
+    (run / "stages" / "01-teacher_finetune" / STAGE_MARKER).write_text(
+        json.dumps({"stage": "teacher_finetune", "settings": {"teacher": "minilm", "task": str(csv)}}))
+    (run / "stages" / "02-distillation" / STAGE_MARKER).write_text(json.dumps(
+        {"stage": "distillation", "settings": {"teacher": "minilm", "task": str(csv)}, "label": "task distillation"}))
+    assert compress_run_models(str(run)) == [("teacher", str(run / "stages" / "01-teacher_finetune")),
+                                             ("task distillation", str(run / "stages" / "02-distillation"))]
+
+
 def test_benchmark_errors_are_one_line(workdir, tmp_path, capsys):
     root, csv, teacher, _ = workdir
     assert main(["benchmark", "--from", str(tmp_path), "--task", csv]) == 1

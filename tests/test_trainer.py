@@ -29,6 +29,9 @@ def test_config_validates():
         DistillationConfig(output_dir="x", push_to_hub=True, hub_model_id="alice/student", hub_strategy="every_save")
     with pytest.raises(BertliteError, match="nothing would be learned"):
         DistillationConfig(output_dir="x", logit_weight=0, hard_label_weight=0, embedding_weight=0, hidden_weight=0)
+    if not torch.accelerator.is_available():  # what a user without a GPU gets instead of DeepSpeed's batch assertion
+        with pytest.raises(BertliteError, match="DeepSpeed on a machine without a GPU needs use_cpu=True"):
+            DistillationConfig(output_dir="x", deepspeed={"zero_optimization": {"stage": 2}})
 
 
 def test_loss_is_zero_when_student_equals_teacher(tmp_path):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field, fields
 
-from ..benchmark import BASELINE_FP32, BASELINE_INT8, BASELINE_STAGE, TEACHER_LABEL
+from ..benchmark import BASELINE_FP32, BASELINE_INT8, BASELINE_STAGE, TEACHER_LABEL, TEACHER_STAGE
 from ..compress.recipe import DEFAULT_RECIPE, STAGE_ORDER, load_recipe
 from ..compress.stages import FINAL_DIR, Stage, last_model_stage, run_stages, write_final
 from ..errors import BertliteError
@@ -179,7 +179,7 @@ class Layout:
         return lambda inputs: inputs[key] if key else self.teacher_folder(inputs)
 
     def add(self, key: str, settings: dict, run, makes_model: bool = True) -> None:
-        label = TEACHER_LABEL if key == "teacher_finetune" else TITLES[key]  # its model's name in the report
+        label = TEACHER_LABEL if key == TEACHER_STAGE else TITLES[key]  # its model's name in the report
         self.stages.append(Stage(key, TITLES[key], {**self.common, **settings}, run, makes_model=makes_model, label=label))
         if makes_model and key != "teacher_finetune":
             self.latest = key

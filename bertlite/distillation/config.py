@@ -60,6 +60,11 @@ class DistillationConfig(TrainingArguments):
     def __post_init__(self):
         if self.output_dir is None:
             self.output_dir = "bertlite-distilled"
+        if self.deepspeed and not self.use_cpu and not torch.accelerator.is_available():
+            # Without use_cpu, accelerate counts one process on a machine without an accelerator while DeepSpeed
+            # sees the whole world, and DeepSpeed's batch-size assertion fails deep inside the teacher's setup.
+            raise BertliteError("DeepSpeed on a machine without a GPU needs use_cpu=True (--use_cpu) "
+                                "(docs/scaling.md).")
         super().__post_init__()
         if not self.temperature > 0:
             raise BertliteError(f"temperature must be > 0, got {self.temperature}.")
