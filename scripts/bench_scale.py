@@ -200,8 +200,9 @@ def _run_job(job: dict) -> dict:
 
 
 def _combine(runs: list[dict]) -> dict:
-    """One measurement from repeated processes: times are medians over every measured step of every repeat, peak
-    memory the highest repeat's (the bound must hold for each)."""
+    """One measurement from repeated processes: step times are medians over every measured step of every repeat
+    (the teacher's forward and the same-process student step: the median of the repeats' medians, which is all a
+    worker reports of them), peak memory the highest repeat's (the bound must hold for each)."""
     combined = dict(runs[0])
     steps = [t for r in runs for t in r["steps_s"]]
     combined.update(steps_s=steps, step_s=statistics.median(steps), peak_rss_mb=max(r["peak_rss_mb"] for r in runs))
