@@ -24,7 +24,7 @@ from .quantize import QuantizeArguments
 
 HELP = "Teacher in, deployable model out: fine-tune, distil, prune, prune the vocabulary, quantize, report, push (a recipe of stages)."
 
-TITLES = {"teacher_finetune": "teacher fine-tune", "general_distillation": "general distillation",
+TITLES = {TEACHER_STAGE: "teacher fine-tune", "general_distillation": "general distillation",
           "augmentation": "augmentation", "distillation": "task distillation",
           "structured_pruning": "structured pruning", "vocabulary_pruning": "vocabulary pruning",
           "quantization": "int8 quantization", "baseline": "shrink-and-fine-tune baseline",
@@ -68,7 +68,7 @@ def _names(*classes) -> set[str]:
 
 
 STAGE_OPTIONS = {
-    "teacher_finetune": set(FINETUNE_OPTIONS),
+    TEACHER_STAGE: set(FINETUNE_OPTIONS),
     "general_distillation": _names(DistillArguments, GeneralArguments, DistillTrainingArguments) - PIPELINE_SET,
     "augmentation": _names(AugmentArguments) - PIPELINE_SET,
     "distillation": _names(DistillArguments, DistillTrainingArguments) - PIPELINE_SET,
@@ -171,7 +171,7 @@ class Layout:
         return {"teacher": self.teacher, "task": self.task, **self.limits}
 
     def teacher_folder(self, inputs: dict) -> str:
-        return inputs.get("teacher_finetune", self.teacher_source)
+        return inputs.get(TEACHER_STAGE, self.teacher_source)
 
     def input_model(self):
         """A function of the finished stages' folders giving the model the stage being added works on."""
@@ -181,7 +181,7 @@ class Layout:
     def add(self, key: str, settings: dict, run, makes_model: bool = True) -> None:
         label = TEACHER_LABEL if key == TEACHER_STAGE else TITLES[key]  # its model's name in the report
         self.stages.append(Stage(key, TITLES[key], {**self.common, **settings}, run, makes_model=makes_model, label=label))
-        if makes_model and key != "teacher_finetune":
+        if makes_model and key != TEACHER_STAGE:
             self.latest = key
 
 
@@ -192,7 +192,7 @@ def _teacher_stage(lay: Layout, options: dict, num_labels: int, task_name: str) 
         if options:
             print(f"The teacher {lay.teacher_name} already has a {num_labels}-label head for {task_name}: no fine-tune stage.")
         return
-    opts = typed_options("teacher_finetune", options, FINETUNE_OPTIONS)
+    opts = typed_options(TEACHER_STAGE, options, FINETUNE_OPTIONS)
     name = lay.teacher_name
     lay.teacher_name = f"{name} fine-tuned on {task_name}"
 
@@ -202,7 +202,7 @@ def _teacher_stage(lay: Layout, options: dict, num_labels: int, task_name: str) 
         finetuned_teacher(lay.teacher_source, lay.task, folder, name=name,
                           max_train_examples=lay.limits["max_train_examples"], **opts)
 
-    lay.add("teacher_finetune", opts, run_finetune)
+    lay.add(TEACHER_STAGE, opts, run_finetune)
 
 
 GENERAL = (DistillArguments, GeneralArguments, DistillTrainingArguments)
@@ -381,7 +381,7 @@ def _evaluation_stage(lay: Layout, values: dict) -> None:
     opts = typed_options("evaluation", values, EVALUATION_OPTIONS)
     if opts.get("compile") not in (None, "pt2e"):
         raise BertliteError(f"Stage evaluation: compile must be pt2e or absent, got {opts['compile']!r}.")
-    measured = [(s.key, s.label) for s in lay.stages if s.makes_model and s.key != "teacher_finetune"]
+    measured = [(s.key, s.label) for s in lay.stages if s.makes_model and s.key != TEACHER_STAGE]
 
     def run_evaluation(folder, inputs):
         from ..benchmark import BASELINE_LABEL, benchmark_models
@@ -418,9 +418,9 @@ def plan(args: CompressArguments) -> Plan:
     # The run's seed reaches every stage after the teacher's (which keeps its own, so seeds share one teacher); a
     # stage that names its own seed keeps it.
     run_seed = {"seed": seed} if seed is not None else {}
-    sections = {name: {**limits, **(run_seed if name != "teacher_finetune" else {}), **recipe[name]}
+    sections = {name: {**limits, **(run_seed if name != TEACHER_STAGE else {}), **recipe[name]}
                 for name in STAGE_ORDER if name in recipe}
-    _teacher_stage(lay, recipe.get("teacher_finetune") or {}, info.num_labels, info.name)
+    _teacher_stage(lay, recipe.get(TEACHER_STAGE) or {}, info.num_labels, info.name)
     builders = {"general_distillation": lambda v: _general_stage(lay, v, check_dir),
                 "augmentation": lambda v: _augmentation_stage(lay, v),
                 "distillation": lambda v: _distillation_stage(lay, v, check_dir),
