@@ -272,9 +272,15 @@ DEFAULT_FIELDS = ("temperature", "logit_weight", "hard_label_weight", "embedding
                   "per_device_train_batch_size", "warmup_steps", "weight_decay", "train_sampling_strategy")
 
 
+# Loss options added after the stored runs were keyed: part of the key only when the defaults turn them on, so that
+# the stored runs (made with them off) keep their keys and a default that turns one on is never matched to them.
+LATER_DEFAULT_FIELDS = ("relation_weight",)
+
+
 def defaults_spec() -> str:
     config = defaults_config(tempfile.gettempdir(), 0, {}, None)
-    return ",".join(f"{name}={getattr(config, name)}" for name in DEFAULT_FIELDS)
+    names = DEFAULT_FIELDS + tuple(name for name in LATER_DEFAULT_FIELDS if getattr(config, name))
+    return ",".join(f"{name}={getattr(config, name)}" for name in names)
 
 
 def cache_key(recipe: str, spec: str, depth: int, seed: int, steps: int, data: str) -> str:

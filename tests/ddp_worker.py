@@ -68,7 +68,9 @@ def teacher_engine(teacher):
 
 output_dir, engine = sys.argv[1], sys.argv[2]
 settings = {"deepspeed": deepspeed_config(int(engine[-1]))} if engine.startswith("zero") else {}
-trainer = make_trainer(output_dir, max_steps=4, per_device_train_batch_size=4, ddp_backend="gloo", **settings)
+# Every loss on, MiniLMv2's relations too: their forward hooks must see the projections inside every engine's wrapper.
+trainer = make_trainer(output_dir, max_steps=4, per_device_train_batch_size=4, ddp_backend="gloo", relation_weight=1.0,
+                       **settings)
 before = {k: v.detach().double().sum().item() for k, v in trainer.student.state_dict().items()}
 projections_before = {k: v.detach().double().sum().item() for k, v in trainer.projections.state_dict().items()}
 if engine in ("ddp", "zero2", "zero3"):
@@ -101,7 +103,10 @@ with open(os.path.join(output_dir, f"rank{rank}.json"), "w") as f:
     json.dump({"world_size": trainer.args.world_size, "step": trainer.state.global_step, "student": state,
                "projections": proj, "before": before,
                "projections_before": projections_before, "sharded": sharded,
-               "teacher_engine": teacher_engine(trainer.teacher)}, f)
+               "teacher_engine": teacher_engine(trainer.teacher),
+               # The loss components that ran: logged by Trainer's loop, still pending in the hand-written one.
+               "components": sorted(set(trainer._component_sums) | {k[len("loss_"):] for h in trainer.state.log_history
+                                                                    for k in h if k.startswith("loss_")})}, f)
 # Tear the gloo group down before exit: leaving it to interpreter shutdown can abort a process
 # ("terminate called without an active exception") after the work is done.
 if torch.distributed.is_initialized():

@@ -112,3 +112,15 @@ def test_augmentation_candidate_adds_soft_target_variants_of_the_training_split_
     # Each variant is a training sentence with some of its words replaced: it keeps several words of one of them.
     assert all(max(len(set(v.split()) & set(t.split())) for t in train) >= 3 for v in variants)
     assert bench.training_data(setup, 0, {"augment_variants": 2}) is data  # made once per (seed, N)
+
+
+def test_defaults_key_matches_the_stored_runs_and_changes_when_relations_turn_on(bench, monkeypatch):
+    # The README's distillation row reads the stored runs of today's defaults: their key must be today's spec.
+    stored = bench.load_results(os.path.join(ROOT, "docs", "results", "peers-runs.json"))
+    spec = bench.defaults_spec()
+    assert any(key.startswith(f"defaults[{spec}]|d3|") for key in stored)
+    assert "relation_weight" not in spec  # off by default: the stored runs keep their keys
+    # A default that turned MiniLMv2's relations on would be a new recipe, never matched to those runs.
+    original = bench.defaults_config
+    monkeypatch.setattr(bench, "defaults_config", lambda *a: original(*a[:2], {**a[2], "relation_weight": 1.0}, a[3]))
+    assert bench.defaults_spec() == spec + ",relation_weight=1.0"

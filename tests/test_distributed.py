@@ -33,6 +33,7 @@ def check_run(tmp_path, ranks):
             assert value == pytest.approx(ranks[1][key][name], rel=1e-6, abs=1e-6), (key, name)
     changed = [k for k, v in ranks[0]["student"].items() if v != pytest.approx(ranks[0]["before"][k], rel=1e-7, abs=1e-9)]
     assert len(changed) > len(ranks[0]["student"]) // 2  # it trained
+    assert {"attention", "hidden", "relation"} <= set(ranks[0]["components"])  # hooks fired inside the engine's wrapper
     assert set(ranks[0]["projections"]) == {"0.weight", "0.bias", "1.weight", "1.bias", "2.weight", "2.bias"}
     assert all(v != pytest.approx(ranks[0]["projections_before"][k], rel=1e-7, abs=1e-9)
                for k, v in ranks[0]["projections"].items() if k.endswith("weight"))

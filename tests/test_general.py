@@ -93,6 +93,40 @@ def test_general_distillation_learns_without_labels_and_saves_a_normal_model(tmp
         assert classifier(**batch).logits.shape == (3, 2)
 
 
+def held_out_relation_loss(student, teacher, tokenizer):
+    """MiniLMv2's relation loss (queries, keys, values) of the last layers on texts the run never saw."""
+    from bertlite.distillation.losses import relation_loss
+    from bertlite.distillation.relations import PROJECTIONS, capture_projections, self_attention_module
+
+    batch = tokenizer(HELD_OUT, padding=True, return_tensors="pt")
+    states = []
+    for model in (student.eval(), teacher.eval()):
+        with torch.no_grad(), capture_projections(self_attention_module(model, model.config.num_hidden_layers)) as qkv:
+            model(**batch)
+        states.append(qkv)
+    heads = teacher.config.num_attention_heads
+    return sum(relation_loss(states[0][p], states[1][p], batch["attention_mask"], heads).item() for p in PROJECTIONS)
+
+
+def test_general_distillation_by_relations_alone_into_a_narrower_student(tmp_path, teacher_dir, tokenizer):
+    # MiniLMv2: only the last layer's query/key/value relations, a student half as wide with other head counts, no
+    # projections, no eager attention.
+    teacher = AutoModel.from_pretrained(teacher_dir)
+    args = DistillArguments(teacher=str(teacher_dir), student_layers=2, student_hidden_size=16, student_heads=2,
+                            student_intermediate_size=32, max_length=32)
+    initial, _ = build_general_student(args, teacher)
+    out = tmp_path / "relations"
+    run_general_distillation(args, GeneralArguments(general=True, corpus="rotten_tomatoes", corpus_max_texts=400),
+                             config(out, embedding_weight=0.0, hidden_weight=0.0, attention_weight=0.0, relation_weight=1.0),
+                             log=lambda *_: None)
+    student = AutoModel.from_pretrained(out)
+    assert student.config.hidden_size == 16
+    after, before = held_out_relation_loss(student, teacher, tokenizer), held_out_relation_loss(initial, teacher, tokenizer)
+    assert after < 0.7 * before
+    [step] = json.loads((out / "compression_config.json").read_text())["steps"]
+    assert step["params"]["relation_weight"] == 1.0 and step["params"]["hidden_weight"] == 0.0
+
+
 def test_general_distillation_resumes_from_its_checkpoint(tmp_path, teacher_dir):
     args = DistillArguments(teacher=str(teacher_dir), student_layers=2, max_length=32)
     general = GeneralArguments(general=True, corpus="rotten_tomatoes", corpus_max_texts=100)

@@ -178,7 +178,7 @@ def test_model_card_metadata_and_content(hub, tiny_folder, tmp_path):
     # Shape per layer read from the weights, steps with their parameters, citations by step.
     assert "| 0 | 4 | 8 | 64 |" in text and "| 1 | 4 | 8 | 64 |" in text
     assert "| `temperature` | 2.0 |" in text and "| `layer_map` | [1, 3] |" in text
-    assert "DistilBERT" in text and "TinyBERT" in text and "Sixteen Heads" not in text
+    assert "DistilBERT" in text and "TinyBERT" in text and "Sixteen Heads" not in text and "MiniLMv2" not in text
     assert 'bertlite.load_compressed("bertlite-org/card-check")' in text
     assert "trust_remote_code" not in text  # plain BERT: no remote code needed
     assert "fixed stratified split" in text
@@ -205,6 +205,17 @@ def test_weights_shape_per_layer_follows_pruned_tensors(tiny_folder, tmp_path):
     text = render_model_card(str(folder), "alice/pruned")
     assert "| 0 | 4 | 8 | 64 |" in text and "| 1 | 2 | 8 | 40 |" in text
     assert "Sixteen Heads" in text  # Michel et al. cited for structured pruning
+
+
+def test_card_cites_minilmv2_for_relation_distillation(tiny_folder, tmp_path):
+    from bertlite.hub import render_model_card
+
+    folder = copy_folder(tiny_folder, tmp_path / "model")
+    record = CompressionConfig.from_pretrained(folder)
+    record.add_step("distillation", teacher="t", relation_weight=1.0, relation_heads=0)
+    record.save_pretrained(folder)
+    text = render_model_card(str(folder), "alice/relations")
+    assert "MiniLMv2" in text and "| `relation_weight` | 1.0 |" in text
 
 
 def test_card_says_when_the_teacher_was_an_ensemble(tiny_folder, tmp_path):

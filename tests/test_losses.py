@@ -5,7 +5,8 @@ import math
 import pytest
 import torch
 
-from bertlite.distillation.losses import attention_loss, combine_layer_losses, hard_label_loss, hidden_state_loss, soft_logits_loss
+from bertlite.distillation.losses import (attention_loss, combine_layer_losses, hard_label_loss, hidden_state_loss, relation_loss,
+                                         self_relation, soft_logits_loss)
 from bertlite.errors import BertliteError
 
 
@@ -123,3 +124,48 @@ def test_config_rejects_unknown_layer_reduction(tmp_path):
 
     with pytest.raises(BertliteError, match="layer_loss_reduction"):
         DistillationConfig(output_dir=str(tmp_path), layer_loss_reduction="median", report_to="none")
+
+
+def _mask():
+    return torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]])
+
+
+def test_relation_loss_zero_when_equal_and_positive_otherwise():
+    g = torch.Generator().manual_seed(0)
+    states = torch.randn(2, 5, 8, generator=g)
+    assert relation_loss(states, states.clone(), _mask(), heads=2).item() == pytest.approx(0.0, abs=1e-6)
+    assert relation_loss(torch.randn(2, 5, 8, generator=g), states, _mask(), heads=2).item() > 0.01
+
+
+def test_relation_matches_hand_computed_kl_and_ignores_padding():
+    g = torch.Generator().manual_seed(1)
+    s, t, mask = torch.randn(2, 5, 4, generator=g), torch.randn(2, 5, 4, generator=g), _mask()
+    # By hand: per example, relation head and real query row, softmax over real keys of a.a/sqrt(d), then KL.
+    total, rows = 0.0, 0
+    for b in range(2):
+        n = int(mask[b].sum())
+        for r in range(2):
+            a_s, a_t = s[b, :n, 2 * r:2 * r + 2], t[b, :n, 2 * r:2 * r + 2]
+            p_s = torch.softmax(a_s @ a_s.T / math.sqrt(2), -1)
+            p_t = torch.softmax(a_t @ a_t.T / math.sqrt(2), -1)
+            total += (p_t * (p_t.log() - p_s.log())).sum().item()
+            rows += n
+    assert relation_loss(s, t, mask, heads=2).item() == pytest.approx(total / rows, rel=1e-5)
+    # Whatever sits at padded positions changes nothing, and padded keys get no probability.
+    s2, t2 = s.clone(), t.clone()
+    s2[1, 3:], t2[1, 3:] = 100.0, -7.0
+    assert relation_loss(s2, t2, mask, heads=2).item() == pytest.approx(total / rows, rel=1e-5)
+    assert self_relation(s, 2, mask)[1, :, :, 3:].abs().max().item() == 0.0
+
+
+def test_relation_compares_models_of_different_widths():
+    # A teacher twice as wide whose relation heads hold the student's vectors (scaled so that the 1/sqrt(d) of the
+    # wider head gives the same scores) and zeros: the same relations, so zero loss; widths only set the head split.
+    g = torch.Generator().manual_seed(2)
+    student = torch.randn(2, 5, 6, generator=g)  # 3 heads of 2
+    heads = student.view(2, 5, 3, 2) * 2 ** 0.25
+    teacher = torch.cat([heads, torch.zeros_like(heads)], -1).view(2, 5, 12)  # 3 heads of 4
+    assert relation_loss(student, teacher, _mask(), heads=3).item() == pytest.approx(0.0, abs=1e-6)
+    assert relation_loss(student, torch.randn(2, 5, 12, generator=g), _mask(), heads=3).item() > 0.01
+    with pytest.raises(ValueError, match="relation heads"):
+        relation_loss(student, teacher, _mask(), heads=4)

@@ -233,3 +233,52 @@ def test_layer_loss_sum_is_the_mean_times_the_mapped_layers(tmp_path):
         losses[reduction] = trainer.compute_loss(trainer.model, batch).item()
     assert len(trainer.layer_pairs) == 2 and losses["mean"] > 0
     assert losses["sum"] == pytest.approx(2 * losses["mean"], rel=1e-5)
+
+
+def test_relation_loss_zero_for_the_teacher_itself_and_trained_under_sdpa(tmp_path):
+    teacher = tiny_model(seed=0)
+    batch = pad_collate([tiny_dataset()[i] for i in range(4)])
+    same = make_trainer(tmp_path / "same", student=copy.deepcopy(teacher), teacher=teacher, logit_weight=0.0,
+                        hard_label_weight=0.0, embedding_weight=0.0, hidden_weight=0.0, attention_weight=0.0,
+                        relation_weight=1.0, layer_map="first")
+    same.model.train()
+    assert same.compute_loss(same.model, batch).item() == pytest.approx(0.0, abs=1e-6)
+    # A narrower student with other head counts (16 wide, 2 heads; the teacher 32 wide): relation heads are the
+    # teacher's by default, the attention stays SDPA, and the relation loss alone moves the student's last layer.
+    student = build_student(teacher, num_layers=2, hidden_size=16, num_attention_heads=2, intermediate_size=32, seed=1)
+    trainer = make_trainer(tmp_path / "narrow", student=student, teacher=teacher, logit_weight=0.0, hard_label_weight=0.0,
+                           embedding_weight=0.0, hidden_weight=0.0, attention_weight=0.0, relation_weight=1.0)
+    assert trainer.relation_heads == teacher.config.num_attention_heads
+    assert trainer.student.config._attn_implementation != "eager" and len(trainer.projections) == 0
+    last = trainer.student.bert.encoder.layer[-1].attention.self.query.weight.clone()
+    trainer.train()
+    assert trainer.state.log_history[0]["loss_relation"] > 0
+    assert not torch.equal(trainer.student.bert.encoder.layer[-1].attention.self.query.weight, last)
+    assert {"relation_weight": 1.0, "relation_heads": 0}.items() <= trainer.compression_record().steps[0].params.items()
+
+
+def test_relation_heads_chosen_to_divide_both_widths_or_refused_in_one_line(tmp_path):
+    # A student 18 wide (3 heads of 6, as after head pruning) and the teacher 32 wide with 4 heads: the teacher's
+    # count does not divide 18, so the largest smaller count dividing both (2) is used; a count set by hand is checked.
+    teacher = tiny_model(seed=0)
+    odd = build_student(teacher, num_layers=2, hidden_size=18, num_attention_heads=3, intermediate_size=32, seed=1)
+    trainer = make_trainer(tmp_path / "auto", student=odd, teacher=teacher, relation_weight=1.0)
+    assert trainer.relation_heads == 2
+    trainer.model.train()
+    assert trainer.compute_loss(trainer.model, pad_collate([tiny_dataset()[i] for i in range(4)])).item() > 0
+    with pytest.raises(BertliteError, match="relation_heads 3 does not divide the student's attention width 16"):
+        make_trainer(tmp_path / "heads", relation_weight=1.0, relation_heads=3)
+
+
+def test_relation_loss_rejects_a_negative_weight_and_reentrant_checkpoints(tmp_path):
+    with pytest.raises(BertliteError, match="relation_weight must be >= 0"):
+        DistillationConfig(output_dir="x", relation_weight=-1)
+    # What the hooks see inside a reentrant checkpoint carries no gradient: refused in one line, not a silent no-op.
+    trainer = make_trainer(tmp_path / "ckpt", relation_weight=1.0, activation_checkpointing=True,
+                           activation_checkpointing_kwargs={"use_reentrant": True})
+    with pytest.raises(BertliteError, match="non-reentrant"):
+        trainer.train()
+    trainer = make_trainer(tmp_path / "ckpt2", relation_weight=1.0, activation_checkpointing=True,
+                           activation_checkpointing_kwargs={"use_reentrant": False}, max_steps=2)
+    trainer.train()
+    assert trainer.state.log_history[0]["loss_relation"] > 0

@@ -34,6 +34,8 @@ class DistillationConfig(TrainingArguments):
     embedding_weight: float = field(default=1.0, metadata={"help": "Weight of the loss between student and teacher embedding outputs (the hidden-state distance of layer 0)."})
     hidden_weight: float = field(default=1.0, metadata={"help": "Weight of the hidden-state loss over the mapped layers."})
     attention_weight: float = field(default=0.0, metadata={"help": "Weight of the attention-map loss over the mapped layers (needs eager attention; slower)."})
+    relation_weight: float = field(default=0.0, metadata={"help": "Weight of MiniLMv2's self-attention relation loss: KL(teacher || student) between the query-query, key-key and value-value relations of the student's last layer and the teacher layer the layer map gives it, summed over the three. Needs no eager attention; widths and head counts may differ."})
+    relation_heads: int = field(default=0, metadata={"help": "Relation heads of relation_weight (MiniLMv2): each layer's queries, keys and values are split into this many heads before their relations are taken. 0 (default): the teacher's attention head count, or the largest smaller count that divides both models' attention widths (e.g. after head pruning). Set, it must divide both."})
     layer_loss_reduction: str = field(default="sum", metadata={"help": "How the hidden-state and attention losses of the mapped layers are combined: 'sum' (default: each layer pair has the full weight, as TextBrewer's intermediate matches) or 'mean' (the weight is that of the whole stack)."})
     layer_map: str = field(default="uniform", metadata={"help": "Teacher layer each student layer learns from: 'uniform' (layer m <- m*N/M), 'last', 'first', or pairs '1:2,2:4,3:6' (student:teacher, 1-based)."})
     hidden_loss: str = field(default="mse", metadata={"help": "Hidden-state distance: 'mse' (TinyBERT) or 'cosine' (DistilBERT)."})
@@ -68,10 +70,11 @@ class DistillationConfig(TrainingArguments):
         super().__post_init__()
         if not self.temperature > 0:
             raise BertliteError(f"temperature must be > 0, got {self.temperature}.")
-        for name in ("logit_weight", "hard_label_weight", "embedding_weight", "hidden_weight", "attention_weight"):
+        for name in ("logit_weight", "hard_label_weight", "embedding_weight", "hidden_weight", "attention_weight",
+                     "relation_weight", "relation_heads"):
             if getattr(self, name) < 0:
                 raise BertliteError(f"{name} must be >= 0, got {getattr(self, name)}.")
-        if self.logit_weight + self.hard_label_weight + self.embedding_weight + self.hidden_weight + self.attention_weight == 0:
+        if self.logit_weight + self.hard_label_weight + self.intermediate_weight == 0:
             raise BertliteError("All loss weights are 0: nothing would be learned.")
         if self.hidden_loss not in ("mse", "cosine"):
             raise BertliteError(f"hidden_loss must be 'mse' or 'cosine', got {self.hidden_loss!r}.")
@@ -81,8 +84,8 @@ class DistillationConfig(TrainingArguments):
             raise BertliteError(f"layer_loss_reduction must be 'mean' or 'sum', got {self.layer_loss_reduction!r}.")
         if not 0 < self.stage_one_fraction < 1:
             raise BertliteError(f"stage_one_fraction must be in (0, 1), got {self.stage_one_fraction}.")
-        if self.two_stage and self.embedding_weight + self.hidden_weight + self.attention_weight == 0:
-            raise BertliteError("two_stage needs at least one intermediate loss (embedding, hidden or attention weight > 0).")
+        if self.two_stage and self.intermediate_weight == 0:
+            raise BertliteError("two_stage needs at least one intermediate loss (embedding, hidden, attention or relation weight > 0).")
         if self.ddp_find_unused_parameters is None:
             # In two-stage stage one the pooler and classifier get no gradient, and DDP must be told to expect
             # that; otherwise every parameter is used and the extra graph traversal would only cost time.
@@ -121,11 +124,20 @@ class DistillationConfig(TrainingArguments):
     def needs_hidden_states(self) -> bool:
         return self.hidden_weight > 0 or self.embedding_weight > 0
 
+    @property
+    def needs_relations(self) -> bool:
+        return self.relation_weight > 0
+
+    @property
+    def intermediate_weight(self) -> float:
+        """The summed weight of the losses on intermediate layers (what two_stage's first stage trains)."""
+        return self.embedding_weight + self.hidden_weight + self.attention_weight + self.relation_weight
+
 
 def distillation_params(config: DistillationConfig) -> dict:
     """The settings of a distillation that its compression record keeps (what decides the student it trains)."""
     keys = ("temperature", "logit_weight", "hard_label_weight", "embedding_weight", "hidden_weight", "attention_weight",
-            "layer_map", "layer_loss_reduction", "hidden_loss", "attention_loss", "two_stage", "stage_one_fraction",
+            "relation_weight", "relation_heads", "layer_map", "layer_loss_reduction", "hidden_loss", "attention_loss", "two_stage", "stage_one_fraction",
             "num_train_epochs", "learning_rate", "per_device_train_batch_size", "seed", "quantization_aware",
             "teacher_dtype")
     return {k: getattr(config, k) for k in keys}

@@ -26,8 +26,9 @@ def _prepare_config(config: DistillationConfig, log) -> None:
     if config.logit_weight or config.hard_label_weight:
         log("General distillation has no labels and no prediction layer: the logit and hard-label losses are off.")
         config.logit_weight = config.hard_label_weight = 0.0
-    if config.embedding_weight + config.hidden_weight + config.attention_weight == 0:
-        raise BertliteError("General distillation needs an intermediate loss: set --embedding_weight, --hidden_weight or --attention_weight > 0.")
+    if config.intermediate_weight == 0:
+        raise BertliteError("General distillation needs an intermediate loss: set --embedding_weight, --hidden_weight, "
+                            "--attention_weight or --relation_weight > 0.")
     if config.two_stage:
         raise BertliteError("--two_stage is for task distillation; general distillation has only the intermediate stage.")
     config.eval_strategy = IntervalStrategy.NO  # nothing to evaluate: there is no task
@@ -84,7 +85,7 @@ def run_general_distillation(args, general, config: DistillationConfig, log=prin
                               shuffle_buffer=general.shuffle_buffer, seed=config.seed)
     log(f"General distillation on {general.corpus!r} for {config.max_steps} steps of {config.per_device_train_batch_size} "
         f"sequences (<= {args.max_length} tokens), losses: embedding {config.embedding_weight:g}, hidden {config.hidden_weight:g}, "
-        f"attention {config.attention_weight:g}.")
+        f"attention {config.attention_weight:g}, relation {config.relation_weight:g}.")
 
     record_job(output_dir, "general distillation", settings)
     config.output_dir = os.path.join(output_dir, CHECKPOINTS)
@@ -115,7 +116,8 @@ def run_general_distillation(args, general, config: DistillationConfig, log=prin
     record.add_step("general_distillation", teacher=teacher_name, student_shape=describe_shape(student),
                     student_init=init, corpus=general.corpus,
                     steps=trainer.state.global_step, max_length=args.max_length,
-                    **{k: getattr(config, k) for k in ("embedding_weight", "hidden_weight", "attention_weight", "layer_map",
+                    **{k: getattr(config, k) for k in ("embedding_weight", "hidden_weight", "attention_weight",
+                                                        "relation_weight", "relation_heads", "layer_map",
                                                         "hidden_loss", "attention_loss", "learning_rate",
                                                         "per_device_train_batch_size", "seed")})
     # safetensors; loads with AutoModel or, with a fresh head, AutoModelFor...

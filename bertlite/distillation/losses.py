@@ -1,7 +1,7 @@
 """Distillation losses as pure functions of tensors (no model, no trainer), so each is tested directly.
 
-Shapes: logits (B, C); hidden states (B, L, D); attention probabilities (B, H, L, L); mask (B, L) with 1 for
-real tokens and 0 for padding. Padding positions never contribute.
+Shapes: logits (B, C); hidden states and query/key/value projections (B, L, D); attention probabilities
+(B, H, L, L); mask (B, L) with 1 for real tokens and 0 for padding. Padding positions never contribute.
 """
 
 from __future__ import annotations
@@ -106,6 +106,30 @@ def attention_loss(student_attention: torch.Tensor, teacher_attention: torch.Ten
         both = rows * cols
         return ((s - t).pow(2) * both).sum() / (both.sum() * heads).clamp_min(1.0)
     raise ValueError(f"unknown attention loss {kind!r}; use 'kl' or 'mse'")
+
+
+def self_relation(states: torch.Tensor, heads: int, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """MiniLMv2's self-attention relation of one projection (queries, keys or values) of a layer: the (B, L, D)
+    vectors split into `heads` relation heads, and softmax(A A^T / sqrt(D / heads)) over the real keys, (B, heads, L, L).
+    Relation heads need not be the model's attention heads: they only have to divide the width of both models,
+    which is what lets a student with other head counts and width learn from the teacher (Wang et al. 2021)."""
+    batch, length, width = states.shape
+    if width % heads:
+        raise ValueError(f"{heads} relation heads do not divide the width {width}")
+    a = states.float().view(batch, length, heads, width // heads).transpose(1, 2)  # (B, R, L, d)
+    scores = a @ a.transpose(-1, -2) / (width // heads) ** 0.5
+    if mask is not None:
+        # Padding keys get no probability, so a padded row is the relation of the real tokens alone.
+        scores = scores.masked_fill(~mask.bool()[:, None, None, :], torch.finfo(scores.dtype).min)
+    return scores.softmax(-1)
+
+
+def relation_loss(student_states: torch.Tensor, teacher_states: torch.Tensor, mask: torch.Tensor | None = None,
+                  heads: int = 12) -> torch.Tensor:
+    """KL(teacher relation || student relation) of one projection, summed over keys and averaged over real query
+    rows and relation heads (MiniLMv2). Widths may differ: the relations are (L x L) whatever the width."""
+    return attention_loss(self_relation(student_states, heads, mask), self_relation(teacher_states, heads, mask),
+                          mask, "kl")
 
 
 LAYER_REDUCTIONS = ("mean", "sum")

@@ -12,6 +12,7 @@ import copy
 import inspect
 import os
 import re
+from contextlib import nullcontext
 
 from accelerate.utils import convert_to_fp32
 import torch
@@ -26,7 +27,9 @@ from ..loading import display_name
 from ..record import CompressionConfig, write_text
 from .config import DistillationConfig
 from .layer_map import resolve_layer_map
-from .losses import UNLABELLED, attention_loss, combine_layer_losses, hard_label_loss, hidden_state_loss, soft_logits_loss
+from .losses import (UNLABELLED, attention_loss, combine_layer_losses, hard_label_loss, hidden_state_loss, relation_loss,
+                     soft_logits_loss)
+from .relations import PROJECTIONS, capture_projections, self_attention_module
 from .student import check_same_vocabulary
 
 _CHECKPOINT_FOLDER = re.compile(rf"^{PREFIX_CHECKPOINT_DIR}-\d+$")
@@ -102,6 +105,35 @@ def _deepspeed_inference(teacher: nn.Module, accelerator) -> nn.Module:
     return engine
 
 
+def _relation_modules(student: nn.Module, teacher: nn.Module, layer_pairs: list[tuple[int, int]]) -> tuple:
+    """The self-attention blocks whose relations are matched: the student's last mapped layer and its teacher layer."""
+    s_layer, t_layer = max(layer_pairs)
+    return self_attention_module(student, s_layer), self_attention_module(teacher, t_layer)
+
+
+def _relation_heads(modules: tuple, requested: int, teacher_heads: int) -> int:
+    """The relation heads: as requested, else the teacher's head count when it divides both attention widths, else
+    the largest count below it that does (a pruned student's width need not be a multiple of the teacher's heads)."""
+    widths = {role: module.query.out_features for role, module in zip(("student", "teacher"), modules)}
+    if requested:
+        for role, width in widths.items():
+            if width % requested:
+                raise BertliteError(f"relation_heads {requested} does not divide the {role}'s attention width {width}: "
+                                    "choose relation_heads that divides both models' widths (or 0 to choose it).")
+        return requested
+    return max(h for h in range(1, teacher_heads + 1) if all(w % h == 0 for w in widths.values()))
+
+
+def _check_captured(student_qkv: dict, teacher_qkv: dict) -> None:
+    if len(student_qkv) < len(PROJECTIONS) or len(teacher_qkv) < len(PROJECTIONS):
+        raise BertliteError("relation_weight: the query/key/value projections of the related layers did not run in the "
+                            "forward pass; the relation loss needs a BERT-style encoder.")
+    if torch.is_grad_enabled() and not student_qkv["query"].requires_grad:
+        # Reentrant checkpointing reruns the layer in backward: what the hooks saw in forward carries no gradient.
+        raise BertliteError("relation_weight with activation checkpointing needs non-reentrant checkpoints: pass "
+                            "activation_checkpointing_kwargs={'use_reentrant': False}.")
+
+
 def teacher_display_name(teacher: nn.Module) -> str | None:
     """The teacher's name for the record and the card: its Hub id, or a local folder's name, never a machine path."""
     name = getattr(teacher.config, "_name_or_path", "") or ""
@@ -118,6 +150,7 @@ class DistillationTrainer(Trainer):
 
     Loss = logit_weight * KL(soft logits, T) + hard_label_weight * CE(labels) + embedding_weight * L(embeddings)
          + hidden_weight * mean (or sum) over mapped layers L(hidden) + attention_weight * mean (or sum) over mapped layers L(attention)
+         + relation_weight * sum over queries, keys, values of KL(relations) of the last mapped layer pair (MiniLMv2)
     Each component is logged as `loss_<name>`.
     """
 
@@ -139,7 +172,7 @@ class DistillationTrainer(Trainer):
                                         "logit_weight=0 and hard_label_weight=0 (general distillation), or use a "
                                         "sequence-classification model.")
         s_cfg, t_cfg = model.config, teacher_model.config
-        if args.needs_hidden_states or args.needs_attentions:
+        if args.needs_hidden_states or args.needs_attentions or args.needs_relations:
             self.layer_pairs = resolve_layer_map(args.layer_map, s_cfg.num_hidden_layers, t_cfg.num_hidden_layers)
         else:
             self.layer_pairs = []
@@ -147,6 +180,12 @@ class DistillationTrainer(Trainer):
             # SDPA kernels return no attention probabilities; only the eager path does.
             for m in (model, teacher_model):
                 m.set_attn_implementation("eager")
+        # MiniLMv2 relates the student's last layer to the teacher layer the map gives it. The self-attention blocks
+        # are found now, before an engine wraps either model; their projections are looked up at each forward (QAT
+        # swaps the Linears).
+        self.relation_modules = _relation_modules(model, teacher_model, self.layer_pairs) if args.needs_relations else None
+        self.relation_heads = _relation_heads(self.relation_modules, args.relation_heads, t_cfg.num_attention_heads) \
+            if args.needs_relations else 0
         projections = build_projections(s_cfg.hidden_size, t_cfg.hidden_size,
                                         [s for s, _ in self.layer_pairs] if args.hidden_weight > 0 else [],
                                         embeddings=args.embedding_weight > 0)
@@ -231,10 +270,13 @@ class DistillationTrainer(Trainer):
         prediction = stage in ("all", "prediction")
         want_hidden = intermediate and args.needs_hidden_states
         want_attn = intermediate and args.needs_attentions
-        student_out = model(**inputs, output_hidden_states=want_hidden, output_attentions=want_attn)
+        want_rel = intermediate and args.needs_relations
+        s_rel, t_rel = self.relation_modules if want_rel else (None, None)
+        with capture_projections(s_rel) if want_rel else nullcontext({}) as student_qkv:
+            student_out = model(**inputs, output_hidden_states=want_hidden, output_attentions=want_attn)
         # Under --bf16/--fp16 the teacher runs in the step's mixed precision too: accelerate autocasts only the
         # forward of the model it prepared for training (the student), so without this the teacher ran in fp32.
-        with torch.no_grad(), self.accelerator.autocast():
+        with torch.no_grad(), self.accelerator.autocast(), capture_projections(t_rel) if want_rel else nullcontext({}) as teacher_qkv:
             teacher_out = self.teacher(**inputs, output_hidden_states=want_hidden, output_attentions=want_attn)
         teacher_out = convert_to_fp32(teacher_out)  # the losses compare in float32, whatever the teacher ran in
         mask = inputs.get("attention_mask")
@@ -259,6 +301,10 @@ class DistillationTrainer(Trainer):
             losses = [attention_loss(student_out.attentions[s - 1], teacher_out.attentions[t - 1], mask, args.attention_loss)
                       for s, t in self.layer_pairs]
             parts["attention"] = (args.attention_weight, combine_layer_losses(losses, args.layer_loss_reduction))
+        if want_rel:
+            _check_captured(student_qkv, teacher_qkv)
+            losses = [relation_loss(student_qkv[p], teacher_qkv[p], mask, self.relation_heads) for p in PROJECTIONS]
+            parts["relation"] = (args.relation_weight, torch.stack(losses).sum())
         if not parts:
             raise BertliteError(f"No loss component is active in stage {stage!r}: check the loss weights.")
 

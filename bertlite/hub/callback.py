@@ -26,7 +26,7 @@ HYPERPARAMETERS = (
     "lr_scheduler_type", "warmup_ratio", "warmup_steps", "max_grad_norm", "label_smoothing_factor", "fp16", "bf16",
     # DistillationConfig
     "temperature", "logit_weight", "hard_label_weight", "embedding_weight", "hidden_weight", "attention_weight",
-    "layer_map",
+    "relation_weight", "layer_map",
 )
 # Library defaults nobody changes by accident; shown only when a run changed them.
 DEFAULTS_TO_HIDE = {"max_steps": -1, "warmup_steps": 0, "warmup_ratio": 0.0, "label_smoothing_factor": 0.0, "fp16": False,

@@ -34,6 +34,12 @@ CITATIONS = {c.key: c for c in [
              "  author={Jiao, Xiaoqi and Yin, Yichun and Shang, Lifeng and Jiang, Xin and Chen, Xiao and Li, Linlin and "
              "Wang, Fang and Liu, Qun},\n  booktitle={Findings of the Association for Computational Linguistics: EMNLP 2020},\n"
              "  year={2020}\n}"),
+    Citation("wang2021", "Wang, Bao, Huang, Dong & Wei (2021). MiniLMv2: Multi-Head Self-Attention Relation Distillation "
+             "for Compressing Pretrained Transformers. Findings of ACL 2021. arXiv:2012.15828.",
+             "@inproceedings{wang2021minilmv2,\n  title={MiniLMv2: Multi-Head Self-Attention Relation Distillation for "
+             "Compressing Pretrained Transformers},\n  author={Wang, Wenhui and Bao, Hangbo and Huang, Shaohan and Dong, Li "
+             "and Wei, Furu},\n  booktitle={Findings of the Association for Computational Linguistics: ACL-IJCNLP 2021},\n"
+             "  year={2021}\n}"),
     Citation("michel2019", "Michel, Levy & Neubig (2019). Are Sixteen Heads Really Better than One? NeurIPS 2019. "
              "arXiv:1905.10650.",
              "@inproceedings{michel2019sixteen,\n  title={Are Sixteen Heads Really Better than One?},\n"
@@ -91,6 +97,8 @@ def _distillation_citations(params: dict) -> list[str]:
     # Matching hidden states, attentions or embeddings is TinyBERT's intermediate-layer distillation.
     if any(_positive(params, k) for k in ("hidden_weight", "attention_weight", "embedding_weight")):
         keys.append("jiao2020")
+    if _positive(params, "relation_weight"):  # query/key/value relations: MiniLMv2
+        keys.append("wang2021")
     return keys
 
 
@@ -114,7 +122,8 @@ METHODS: dict[str, MethodNote] = {
         "The student learned to imitate the teacher on the training data of one task; on other domains it can be "
         "further from the teacher than the results table shows."),
     "general_distillation": MethodNote(
-        "General distillation (intermediate layers, unlabeled text)", ("distillation",), lambda params: ["jiao2020"],
+        "General distillation (intermediate layers, unlabeled text)", ("distillation",),
+        lambda params: ["jiao2020"] + (["wang2021"] if _positive(params, "relation_weight") else []),
         "A general student is an encoder without a task head: task-distil or fine-tune it before use "
         "(`bertlite distill --student PATH`)."),
     "structured_pruning": MethodNote(
