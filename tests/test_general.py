@@ -259,3 +259,16 @@ def test_tinybert_recipe_end_to_end_on_packaged_minilm(tmp_path, capsys):
     step = json.loads((task / "compression_config.json").read_text())["steps"][-1]
     assert step["params"]["augmentation"]["num_variants"] == 2 and step["params"]["student_init"] == {"from": str(general), "head_from_teacher": ["pooler", "classifier"]}
     assert AutoModelForSequenceClassification.from_pretrained(task).config.num_hidden_layers == 2
+
+
+def test_a_student_that_starts_random_is_told_to_distil_generally_first(teacher_dir):
+    from bertlite.distillation.job import make_student
+
+    teacher = AutoModelForSequenceClassification.from_pretrained(teacher_dir, num_labels=2)
+    logged = []
+    narrow = DistillArguments(teacher=str(teacher_dir), student_layers=2, student_hidden_size=16, student_heads=2)
+    make_student(narrow, teacher, 0, logged.append)
+    assert any("starts from random weights" in line and "--general" in line for line in logged)
+    logged.clear()
+    make_student(DistillArguments(teacher=str(teacher_dir), student_layers=2), teacher, 0, logged.append)  # teacher layers
+    assert not logged

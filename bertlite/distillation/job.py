@@ -38,7 +38,7 @@ def check_shapes_early(args, config: DistillationConfig) -> None:
         bad = [i for i in (args.layer_ids or []) if not 0 <= i < teacher_config.num_hidden_layers]
         if bad:
             raise BertliteError(f"--student_layer_ids {bad} are outside the teacher's layers 0..{teacher_config.num_hidden_layers - 1}.")
-    if config.needs_hidden_states or config.needs_attentions:
+    if config.needs_hidden_states or config.needs_attentions or config.needs_relations:
         resolve_layer_map(config.layer_map, student_layers, teacher_config.num_hidden_layers)
 
 
@@ -95,7 +95,14 @@ def make_student(args, teacher, seed: int, log=print):
     shape = dict(num_layers=args.student_layers if args.layer_ids is None else None, layer_ids=args.layer_ids,
                  hidden_size=args.student_hidden_size, intermediate_size=args.student_intermediate_size,
                  num_attention_heads=args.student_heads, seed=seed)
-    return build_student(teacher, **shape), student_init(teacher.config, **shape)
+    init = student_init(teacher.config, **shape)
+    if "random_init_seed" in init:
+        # Measured: random 3 x 192 students of the packaged MiniLM stayed at chance after task distillation alone
+        # (three seeds), while the same shape after general distillation reached 77 (results doc below).
+        log("The student's shape is not the teacher's, so it starts from random weights: task distillation alone may "
+            "leave it at chance. Distil it generally first (`bertlite distill --general ... --output_dir GENERAL`), "
+            "then pass --student GENERAL (docs/augmentation_and_general_distillation.md).")
+    return build_student(teacher, **shape), init
 
 
 def describe_shape(model) -> dict:
