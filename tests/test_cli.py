@@ -57,6 +57,8 @@ def test_shipped_recipes_parse():
     (["distill", "--teacher", "./no-such-folder"], "does not exist"),
     (["distill", "--config", "missing.yaml"], "does not exist"),
     (["distill", "--student_layer_ids", "0,a"], "comma-separated integers"),
+    # before the teacher's fine-tune, not minutes later when the trainer is built
+    (["distill", "--relation_weight", "1", "--relation_heads", "5"], "relation_heads 5 does not divide the teacher's"),
 ])
 def test_bad_input_gives_clear_error_without_traceback(argv, message, capsys, tmp_path):
     code = main(argv + ["--output_dir", str(tmp_path / "out")])

@@ -17,6 +17,7 @@ from ..errors import BertliteError
 from ..evaluation import compare_latency, count_parameters, folder_size_mb
 from ..metrics import evaluate_splits, metric_spec, trainer_compute_metrics
 from ..loading import display_name, load_config, load_model, load_tokenizer
+from .relations import check_relation_heads
 from .student import build_student, check_same_vocabulary, load_student, student_init
 from .teacher import finetuned_teacher, read_marker, teacher_dir
 
@@ -28,8 +29,10 @@ def check_shapes_early(args, config: DistillationConfig) -> None:
 
     teacher_config = load_config(args.teacher_path, args.trust_remote_code)
     if args.student:
-        student_layers = load_config(args.student_path, args.trust_remote_code).num_hidden_layers
+        student_config = load_config(args.student_path, args.trust_remote_code)
+        student_layers = student_config.num_hidden_layers
     else:
+        student_config = None
         student_layers = len(args.layer_ids) if args.layer_ids is not None else args.student_layers or teacher_config.num_hidden_layers
         narrower = any(v is not None for v in (args.student_hidden_size, args.student_intermediate_size, args.student_heads))
         if not narrower and student_layers > teacher_config.num_hidden_layers:
@@ -40,6 +43,12 @@ def check_shapes_early(args, config: DistillationConfig) -> None:
             raise BertliteError(f"--student_layer_ids {bad} are outside the teacher's layers 0..{teacher_config.num_hidden_layers - 1}.")
     if config.needs_hidden_states or config.needs_attentions or config.needs_relations:
         resolve_layer_map(config.layer_map, student_layers, teacher_config.num_hidden_layers)
+    if config.needs_relations and config.relation_heads:
+        # Plain BERT's attention width is its hidden size (a head-pruned model's is checked by the trainer).
+        student_width = student_config.hidden_size if student_config is not None else args.student_hidden_size
+        shapes = (("teacher", teacher_config, teacher_config.hidden_size),
+                  ("student", student_config or teacher_config, student_width or teacher_config.hidden_size))
+        check_relation_heads(config.relation_heads, {role: width for role, cfg, width in shapes if cfg.model_type == "bert"})
 
 
 def _load_teacher(path: str, num_labels: int, trust_remote_code: bool):

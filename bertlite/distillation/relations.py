@@ -29,6 +29,14 @@ def self_attention_module(model: nn.Module, layer: int) -> nn.Module:
     return module
 
 
+def check_relation_heads(heads: int, widths: dict[str, int]) -> None:
+    """Relation heads split each model's queries, keys and values evenly: `heads` must divide every width."""
+    for role, width in widths.items():
+        if width % heads:
+            raise BertliteError(f"relation_heads {heads} does not divide the {role}'s attention width {width}: choose "
+                                "relation_heads that divides both models' widths (or 0 to choose it).")
+
+
 @contextmanager
 def capture_projections(module: nn.Module):
     """Yields a dict that the next forward through `module` fills with its query/key/value outputs (B, L, D)."""

@@ -29,7 +29,7 @@ from .config import DistillationConfig
 from .layer_map import resolve_layer_map
 from .losses import (UNLABELLED, attention_loss, combine_layer_losses, hard_label_loss, hidden_state_loss, relation_loss,
                      soft_logits_loss)
-from .relations import PROJECTIONS, capture_projections, self_attention_module
+from .relations import PROJECTIONS, capture_projections, check_relation_heads, self_attention_module
 from .student import check_same_vocabulary
 
 _CHECKPOINT_FOLDER = re.compile(rf"^{PREFIX_CHECKPOINT_DIR}-\d+$")
@@ -116,10 +116,7 @@ def _relation_heads(modules: tuple, requested: int, teacher_heads: int) -> int:
     the largest count below it that does (a pruned student's width need not be a multiple of the teacher's heads)."""
     widths = {role: module.query.out_features for role, module in zip(("student", "teacher"), modules)}
     if requested:
-        for role, width in widths.items():
-            if width % requested:
-                raise BertliteError(f"relation_heads {requested} does not divide the {role}'s attention width {width}: "
-                                    "choose relation_heads that divides both models' widths (or 0 to choose it).")
+        check_relation_heads(requested, widths)
         return requested
     return max(h for h in range(1, teacher_heads + 1) if all(w % h == 0 for w in widths.values()))
 
