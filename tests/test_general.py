@@ -268,7 +268,7 @@ def test_a_student_that_starts_random_is_told_to_distil_generally_first(teacher_
     logged = []
     narrow = DistillArguments(teacher=str(teacher_dir), student_layers=2, student_hidden_size=16, student_heads=2)
     make_student(narrow, teacher, 0, logged.append)
-    assert any("starts from random weights" in line and "--general" in line for line in logged)
+    assert any("starts from random weights" in line and "--general" in line and "--hidden_weight 0" in line for line in logged)
     logged.clear()
     make_student(DistillArguments(teacher=str(teacher_dir), student_layers=2), teacher, 0, logged.append)  # teacher layers
     assert not logged

@@ -106,11 +106,13 @@ def make_student(args, teacher, seed: int, log=print):
                  num_attention_heads=args.student_heads, seed=seed)
     init = student_init(teacher.config, **shape)
     if "random_init_seed" in init:
-        # Measured: random 3 x 192 students of the packaged MiniLM stayed at chance after task distillation alone
-        # (three seeds), while the same shape after general distillation reached 77 (results doc below).
-        log("The student's shape is not the teacher's, so it starts from random weights: task distillation alone may "
-            "leave it at chance. Distil it generally first (`bertlite distill --general ... --output_dir GENERAL`), "
-            "then pass --student GENERAL (docs/augmentation_and_general_distillation.md).")
+        # Measured: random 3 x 192 students of the packaged MiniLM stayed at chance under the default losses (three
+        # seeds): matching the teacher's hidden states from random weights drowned the labels. Without those losses
+        # they learned, and after general distillation they learned best (results doc below).
+        log("The student's shape is not the teacher's, so it starts from random weights: with the hidden-state and "
+            "embedding losses on (the defaults) task distillation alone can leave it at chance. Distil it generally "
+            "first (`bertlite distill --general ... --output_dir GENERAL`, then --student GENERAL), or pass "
+            "--hidden_weight 0 --embedding_weight 0 (docs/augmentation_and_general_distillation.md).")
     return build_student(teacher, **shape), init
 
 
