@@ -129,6 +129,11 @@ class DistillationConfig(TrainingArguments):
         return self.relation_weight > 0
 
     @property
+    def needs_layer_map(self) -> bool:
+        """Whether any loss pairs student layers with teacher layers (hidden states, attention maps, relations)."""
+        return self.needs_hidden_states or self.needs_attentions or self.needs_relations
+
+    @property
     def intermediate_weight(self) -> float:
         """The summed weight of the losses on intermediate layers (what two_stage's first stage trains)."""
         return self.embedding_weight + self.hidden_weight + self.attention_weight + self.relation_weight

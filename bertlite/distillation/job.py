@@ -41,7 +41,7 @@ def check_shapes_early(args, config: DistillationConfig) -> None:
         bad = [i for i in (args.layer_ids or []) if not 0 <= i < teacher_config.num_hidden_layers]
         if bad:
             raise BertliteError(f"--student_layer_ids {bad} are outside the teacher's layers 0..{teacher_config.num_hidden_layers - 1}.")
-    if config.needs_hidden_states or config.needs_attentions or config.needs_relations:
+    if config.needs_layer_map:
         resolve_layer_map(config.layer_map, student_layers, teacher_config.num_hidden_layers)
     if config.needs_relations and config.relation_heads:
         # Plain BERT's attention width is its hidden size (a head-pruned model's is checked by the trainer).

@@ -169,7 +169,7 @@ class DistillationTrainer(Trainer):
                                         "logit_weight=0 and hard_label_weight=0 (general distillation), or use a "
                                         "sequence-classification model.")
         s_cfg, t_cfg = model.config, teacher_model.config
-        if args.needs_hidden_states or args.needs_attentions or args.needs_relations:
+        if args.needs_layer_map:
             self.layer_pairs = resolve_layer_map(args.layer_map, s_cfg.num_hidden_layers, t_cfg.num_hidden_layers)
         else:
             self.layer_pairs = []
@@ -180,9 +180,10 @@ class DistillationTrainer(Trainer):
         # MiniLMv2 relates the student's last layer to the teacher layer the map gives it. The self-attention blocks
         # are found now, before an engine wraps either model; their projections are looked up at each forward (QAT
         # swaps the Linears).
-        self.relation_modules = _relation_modules(model, teacher_model, self.layer_pairs) if args.needs_relations else None
-        self.relation_heads = _relation_heads(self.relation_modules, args.relation_heads, t_cfg.num_attention_heads) \
-            if args.needs_relations else 0
+        self.relation_modules, self.relation_heads = None, 0
+        if args.needs_relations:
+            self.relation_modules = _relation_modules(model, teacher_model, self.layer_pairs)
+            self.relation_heads = _relation_heads(self.relation_modules, args.relation_heads, t_cfg.num_attention_heads)
         projections = build_projections(s_cfg.hidden_size, t_cfg.hidden_size,
                                         [s for s, _ in self.layer_pairs] if args.hidden_weight > 0 else [],
                                         embeddings=args.embedding_weight > 0)
