@@ -38,9 +38,13 @@ def check_relation_heads(heads: int, widths: dict[str, int]) -> None:
 
 
 @contextmanager
-def capture_projections(module: nn.Module):
-    """Yields a dict that the next forward through `module` fills with its query/key/value outputs (B, L, D)."""
+def capture_projections(module: nn.Module | None):
+    """Yields a dict that the next forward through `module` fills with its query/key/value outputs (B, L, D); with
+    no module (the relation loss is off) it stays empty."""
     captured: dict = {}
+    if module is None:
+        yield captured
+        return
 
     def hook(name):
         def store(_module, _inputs, output):

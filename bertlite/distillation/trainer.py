@@ -12,7 +12,6 @@ import copy
 import inspect
 import os
 import re
-from contextlib import nullcontext
 
 from accelerate.utils import convert_to_fp32
 import torch
@@ -270,11 +269,11 @@ class DistillationTrainer(Trainer):
         want_attn = intermediate and args.needs_attentions
         want_rel = intermediate and args.needs_relations
         s_rel, t_rel = self.relation_modules if want_rel else (None, None)
-        with capture_projections(s_rel) if want_rel else nullcontext({}) as student_qkv:
+        with capture_projections(s_rel) as student_qkv:
             student_out = model(**inputs, output_hidden_states=want_hidden, output_attentions=want_attn)
         # Under --bf16/--fp16 the teacher runs in the step's mixed precision too: accelerate autocasts only the
         # forward of the model it prepared for training (the student), so without this the teacher ran in fp32.
-        with torch.no_grad(), self.accelerator.autocast(), capture_projections(t_rel) if want_rel else nullcontext({}) as teacher_qkv:
+        with torch.no_grad(), self.accelerator.autocast(), capture_projections(t_rel) as teacher_qkv:
             teacher_out = self.teacher(**inputs, output_hidden_states=want_hidden, output_attentions=want_attn)
         teacher_out = convert_to_fp32(teacher_out)  # the losses compare in float32, whatever the teacher ran in
         mask = inputs.get("attention_mask")
